@@ -1,0 +1,346 @@
+//! The embedded default: one redb file, shared by the processes of one host (MultiWriter mode).
+
+use std::path::Path;
+
+use redb::{
+    ConcurrencyMode, Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, WriteTransaction,
+};
+
+use super::{Backend, Read, Snapshot, Txn, UsageTotal};
+use crate::error::{Error, Result};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("keys");
+const USAGE_TOTAL: TableDefinition<u64, &[u8]> = TableDefinition::new("usage_total");
+const USAGE_DAY: TableDefinition<(u64, u32), u64> = TableDefinition::new("usage_day");
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+/// Maps every redb error to the crate's error; the only place redb errors are seen.
+fn map_err(err: impl Into<redb::Error>) -> Error {
+    match err.into() {
+        redb::Error::Io(io) => Error::Io(io),
+        redb::Error::Corrupted(why) => Error::Corrupt(why),
+        redb::Error::DatabaseAlreadyOpen => {
+            Error::Locked("the file is open in a mode that excludes other processes".into())
+        }
+        redb::Error::LockProtocolMismatch => {
+            Error::Locked("another process uses an incompatible redb locking protocol".into())
+        }
+        redb::Error::UpgradeRequired(version) => Error::Corrupt(format!(
+            "the file uses redb file format {version}, which needs an upgrade"
+        )),
+        redb::Error::TableTypeMismatch { .. }
+        | redb::Error::TableIsMultimap(_)
+        | redb::Error::TableDoesNotExist(_) => {
+            Error::Corrupt("the file is a redb database but not a keystead store".into())
+        }
+        other => Error::Storage(other.to_string()),
+    }
+}
+
+pub(crate) struct RedbFile {
+    db: Database,
+}
+
+impl RedbFile {
+    /// Opens or creates the file; creates every table so snapshots never miss one.
+    pub(crate) fn open(path: &Path, cache_size: usize) -> Result<Self> {
+        create_private_file(path)?;
+        let db = Database::builder()
+            .set_cache_size(cache_size)
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .create(path)
+            .map_err(map_err)?;
+        Ok(RedbFile { db })
+    }
+}
+
+/// Creates a missing file with mode 0600 before redb opens it, so it is never world-readable.
+fn create_private_file(path: &Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Io(e)),
+    }
+}
+
+impl Backend for RedbFile {
+    fn is_new(&self) -> Result<bool> {
+        let txn = self.db.begin_read().map_err(map_err)?;
+        let mut tables = txn.list_tables().map_err(map_err)?;
+        Ok(tables.next().is_none())
+    }
+
+    fn initialize(&self, meta: &[(&str, &[u8])]) -> Result<bool> {
+        let txn = self.db.begin_write().map_err(map_err)?;
+        {
+            let mut table = txn.open_table(META).map_err(map_err)?;
+            if !table.is_empty().map_err(map_err)? {
+                return Ok(false);
+            }
+            for (name, value) in meta {
+                table.insert(*name, *value).map_err(map_err)?;
+            }
+        }
+        txn.open_table(KEYS).map_err(map_err)?;
+        txn.open_table(USAGE_TOTAL).map_err(map_err)?;
+        txn.open_table(USAGE_DAY).map_err(map_err)?;
+        txn.open_table(AUDIT).map_err(map_err)?;
+        txn.commit().map_err(map_err)?;
+        Ok(true)
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
+        let txn = self.db.begin_read().map_err(map_err)?;
+        let keys = txn.open_table(KEYS).map_err(map_err)?;
+        Ok(Box::new(RedbSnapshot { txn, keys }))
+    }
+
+    fn write(&self, body: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()> {
+        let txn = self.db.begin_write().map_err(map_err)?;
+        let mut write = RedbWrite { txn };
+        match body(&mut write) {
+            Ok(()) => write.txn.commit().map_err(map_err),
+            Err(e) => {
+                // Dropping would abort too; abort explicitly so its error is not lost silently.
+                let _ = write.txn.abort();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Runs redb's integrity check on a store file that no other handle in this process has open.
+pub(crate) fn check_file_integrity(path: &Path) -> Result<bool> {
+    let mut db = Database::builder()
+        .set_cache_size(4 << 20)
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        .open(path)
+        .map_err(map_err)?;
+    db.check_integrity().map_err(map_err)
+}
+
+struct RedbSnapshot {
+    txn: ReadTransaction,
+    keys: ReadOnlyTable<u64, &'static [u8]>,
+}
+
+impl Snapshot for RedbSnapshot {}
+
+impl Read for RedbSnapshot {
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let table = self.txn.open_table(META).map_err(map_err)?;
+        let value = table.get(name).map_err(map_err)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn key(&self, id: u64) -> Result<Option<Vec<u8>>> {
+        let value = self.keys.get(id).map_err(map_err)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn scan_keys(
+        &self,
+        after: Option<u64>,
+        visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        scan_keys(&self.keys, after, visit)
+    }
+
+    fn usage_total(&self, id: u64) -> Result<Option<UsageTotal>> {
+        let table = self.txn.open_table(USAGE_TOTAL).map_err(map_err)?;
+        usage_total(&table, id)
+    }
+
+    fn usage_days(&self, id: u64, from: u32, to: u32) -> Result<Vec<(u32, u64)>> {
+        let table = self.txn.open_table(USAGE_DAY).map_err(map_err)?;
+        usage_days(&table, id, from, to)
+    }
+
+    fn scan_audit_newest_first(
+        &self,
+        visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let table = self.txn.open_table(AUDIT).map_err(map_err)?;
+        scan_audit(&table, visit)
+    }
+}
+
+fn scan_keys(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    after: Option<u64>,
+    visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
+) -> Result<()> {
+    let range = match after {
+        Some(u64::MAX) => return Ok(()),
+        Some(after) => table.range(after + 1..).map_err(map_err)?,
+        None => table.range::<u64>(..).map_err(map_err)?,
+    };
+    for entry in range {
+        let (id, record) = entry.map_err(map_err)?;
+        if !visit(id.value(), record.value())? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn usage_total(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    id: u64,
+) -> Result<Option<UsageTotal>> {
+    let Some(value) = table.get(id).map_err(map_err)? else {
+        return Ok(None);
+    };
+    let bytes = value.value();
+    if bytes.len() != 16 {
+        return Err(Error::Corrupt("usage total: wrong length".into()));
+    }
+    let mut count = [0u8; 8];
+    let mut last = [0u8; 8];
+    count.copy_from_slice(&bytes[..8]);
+    last.copy_from_slice(&bytes[8..]);
+    Ok(Some(UsageTotal {
+        count: u64::from_le_bytes(count),
+        last_used_ms: i64::from_le_bytes(last),
+    }))
+}
+
+fn usage_days(
+    table: &impl ReadableTable<(u64, u32), u64>,
+    id: u64,
+    from: u32,
+    to: u32,
+) -> Result<Vec<(u32, u64)>> {
+    let mut out = Vec::new();
+    if from > to {
+        return Ok(out);
+    }
+    for entry in table.range((id, from)..=(id, to)).map_err(map_err)? {
+        let (key, count) = entry.map_err(map_err)?;
+        out.push((key.value().1, count.value()));
+    }
+    Ok(out)
+}
+
+fn scan_audit(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
+) -> Result<()> {
+    for entry in table.range::<u64>(..).map_err(map_err)?.rev() {
+        let (seq, bytes) = entry.map_err(map_err)?;
+        if !visit(seq.value(), bytes.value())? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+struct RedbWrite {
+    txn: WriteTransaction,
+}
+
+impl Read for RedbWrite {
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let table = self.txn.open_table(META).map_err(map_err)?;
+        let value = table.get(name).map_err(map_err)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn key(&self, id: u64) -> Result<Option<Vec<u8>>> {
+        let table = self.txn.open_table(KEYS).map_err(map_err)?;
+        let value = table.get(id).map_err(map_err)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn scan_keys(
+        &self,
+        after: Option<u64>,
+        visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let table = self.txn.open_table(KEYS).map_err(map_err)?;
+        scan_keys(&table, after, visit)
+    }
+
+    fn usage_total(&self, id: u64) -> Result<Option<UsageTotal>> {
+        let table = self.txn.open_table(USAGE_TOTAL).map_err(map_err)?;
+        usage_total(&table, id)
+    }
+
+    fn usage_days(&self, id: u64, from: u32, to: u32) -> Result<Vec<(u32, u64)>> {
+        let table = self.txn.open_table(USAGE_DAY).map_err(map_err)?;
+        usage_days(&table, id, from, to)
+    }
+
+    fn scan_audit_newest_first(
+        &self,
+        visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let table = self.txn.open_table(AUDIT).map_err(map_err)?;
+        scan_audit(&table, visit)
+    }
+}
+
+impl Txn for RedbWrite {
+    fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        let mut table = self.txn.open_table(META).map_err(map_err)?;
+        table.insert(name, value).map_err(map_err)?;
+        Ok(())
+    }
+
+    fn put_key(&mut self, id: u64, record: &[u8]) -> Result<()> {
+        let mut table = self.txn.open_table(KEYS).map_err(map_err)?;
+        table.insert(id, record).map_err(map_err)?;
+        Ok(())
+    }
+
+    fn delete_key(&mut self, id: u64) -> Result<bool> {
+        let mut table = self.txn.open_table(KEYS).map_err(map_err)?;
+        let removed = table.remove(id).map_err(map_err)?;
+        Ok(removed.is_some())
+    }
+
+    fn add_usage(&mut self, id: u64, day: u32, count: u64, last_used_ms: i64) -> Result<()> {
+        let mut totals = self.txn.open_table(USAGE_TOTAL).map_err(map_err)?;
+        let old = usage_total(&totals, id)?.unwrap_or_default();
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&old.count.saturating_add(count).to_le_bytes());
+        bytes[8..].copy_from_slice(&old.last_used_ms.max(last_used_ms).to_le_bytes());
+        totals.insert(id, bytes.as_slice()).map_err(map_err)?;
+        let mut days = self.txn.open_table(USAGE_DAY).map_err(map_err)?;
+        let previous = days
+            .get((id, day))
+            .map_err(map_err)?
+            .map_or(0, |v| v.value());
+        days.insert((id, day), previous.saturating_add(count))
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn delete_usage(&mut self, id: u64) -> Result<()> {
+        let mut totals = self.txn.open_table(USAGE_TOTAL).map_err(map_err)?;
+        totals.remove(id).map_err(map_err)?;
+        let mut days = self.txn.open_table(USAGE_DAY).map_err(map_err)?;
+        days.retain_in((id, 0)..=(id, u32::MAX), |_, _| false)
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    fn append_audit(&mut self, entry: &[u8]) -> Result<u64> {
+        let mut table = self.txn.open_table(AUDIT).map_err(map_err)?;
+        let next = match table.last().map_err(map_err)? {
+            Some((seq, _)) => seq.value() + 1,
+            None => 1,
+        };
+        table.insert(next, entry).map_err(map_err)?;
+        Ok(next)
+    }
+}

@@ -1,0 +1,71 @@
+//! The one error type of the crate. Messages never contain key material or hashes.
+
+use crate::key::KeyId;
+
+/// An operational failure, or a request the store refuses.
+///
+/// A presented key that does not verify is never an `Error`: it is a
+/// [`Verification`](crate::Verification) outcome.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument is out of bounds (name, scope, metadata, prefix, expiry, key id, limit).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// No key with this id exists in the store.
+    #[error("no key with id {0}")]
+    KeyNotFound(KeyId),
+    /// The key's state forbids the operation, e.g. enabling a revoked key.
+    #[error("key {id} is {state}, so it cannot be {operation}")]
+    InvalidState {
+        /// The key concerned.
+        id: KeyId,
+        /// Its current state, e.g. `revoked`.
+        state: &'static str,
+        /// What was refused, e.g. `enabled`.
+        operation: &'static str,
+    },
+    /// The pepper given at open is not the one the store was created with (or one was
+    /// given for a store created without, or the other way round).
+    #[error("wrong pepper: it does not match the one this store was created with")]
+    WrongPepper,
+    /// A prefix was requested at open that differs from the store's own.
+    #[error("this store issues keys with prefix `{stored}`, not `{requested}`")]
+    PrefixMismatch {
+        /// The prefix recorded in the store.
+        stored: String,
+        /// The prefix that was asked for.
+        requested: String,
+    },
+    /// The file was written by a newer keystead whose format this version cannot read.
+    #[error("the store has {what} version {found}; this keystead reads up to {supported}")]
+    UnsupportedVersion {
+        /// Which version: `schema`, `record` or `audit entry`.
+        what: &'static str,
+        /// The version found.
+        found: u32,
+        /// The newest version this build understands.
+        supported: u32,
+    },
+    /// The file is not a keystead store, or part of it is damaged.
+    #[error("the store is corrupt: {0}")]
+    Corrupt(String),
+    /// Another process holds the file in a mode that excludes this one.
+    #[error("the store is locked by another process: {0}")]
+    Locked(String),
+    /// The storage engine failed for a reason other than I/O or corruption.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// Reading or writing the file failed (permissions, full disk, ...).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Shorthand used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Error::InvalidArgument(message.into())
+    }
+}

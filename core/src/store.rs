@@ -1,0 +1,1119 @@
+//! `KeyStore`: the admin operations, the verify read path and the usage flusher.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use ring::rand::{SecureRandom, SystemRandom};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::audit;
+use crate::backend::redb_file::{self, RedbFile};
+use crate::backend::{Backend, Read, Snapshot, Txn};
+use crate::error::{Error, Result};
+use crate::hash::Hasher;
+use crate::header::{self, HeaderError};
+use crate::key::{self, KeyId, DEFAULT_PREFIX};
+use crate::model::{
+    self, AuditAction, AuditEntry, CreatedKey, DailyUsage, KeyInfo, KeyStatus, ListFilter, NewKey,
+};
+use crate::record::{Record, State, ALG_HMAC_SHA256_V1};
+use crate::time;
+use crate::usage::UsageBuffer;
+use crate::verify::{Outcome, Verification};
+
+/// Newest store schema this build reads and writes.
+const SCHEMA_VERSION: u32 = 1;
+const META_SCHEMA: &str = "schema_version";
+const META_PREFIX: &str = "prefix";
+const META_PEPPER_CHECK: &str = "pepper_check";
+const META_GENERATION: &str = "generation";
+const META_CREATED_AT: &str = "created_at";
+
+/// How a store is opened. Built with chained setters from [`Options::new`].
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use keystead::Options;
+/// let options = Options::new()
+///     .prefix("hub")
+///     .pepper(b"from-the-secret-manager".to_vec())
+///     .cache_size(16 << 20)
+///     .refresh_interval(Duration::from_millis(500));
+/// # let _ = options;
+/// ```
+#[derive(Clone)]
+pub struct Options {
+    prefix: Option<String>,
+    pepper: Option<Zeroizing<Vec<u8>>>,
+    cache_size: usize,
+    refresh_interval: Duration,
+    flush_interval: Duration,
+    record_cache_entries: usize,
+    actor: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            prefix: None,
+            pepper: None,
+            cache_size: 32 << 20,
+            refresh_interval: Duration::from_secs(1),
+            flush_interval: Duration::from_secs(1),
+            record_cache_entries: 65_536,
+            actor: None,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults: the store's own prefix (`ks` for a new store), no pepper, a 32 MiB page
+    /// cache, a 1 s refresh interval, a 1 s usage flush interval, 65,536 cached records.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The key prefix: used when creating the store, checked against an existing one.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+    /// A secret mixed into every hash (e.g. from a secret manager), 1 to 1024 bytes. A stolen
+    /// store file is useless for offline guessing without it. Opening with a different pepper
+    /// than the store was created with fails with [`Error::WrongPepper`].
+    pub fn pepper(mut self, pepper: impl Into<Vec<u8>>) -> Self {
+        self.pepper = Some(Zeroizing::new(pepper.into()));
+        self
+    }
+    /// The storage engine's page cache, in bytes.
+    pub fn cache_size(mut self, bytes: usize) -> Self {
+        self.cache_size = bytes;
+        self
+    }
+    /// How long verify may use one read snapshot before taking a fresh one. This bounds how
+    /// late a change made by another process (or another `KeyStore` on the same file) is seen;
+    /// changes made through this `KeyStore` are seen at once. Zero takes a snapshot per verify.
+    pub fn refresh_interval(mut self, interval: Duration) -> Self {
+        self.refresh_interval = interval;
+        self
+    }
+    /// How often counted usage is written to the store in the background; zero writes it only
+    /// on [`KeyStore::flush`], [`KeyStore::close`] and drop.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+    /// How many key records verify keeps decoded in memory (0 disables the cache).
+    pub fn record_cache_entries(mut self, entries: usize) -> Self {
+        self.record_cache_entries = entries;
+        self
+    }
+    /// Who is making changes, recorded with every audit entry of this handle.
+    pub fn actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = Some(actor.into());
+        self
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("prefix", &self.prefix)
+            .field("pepper", &self.pepper.as_ref().map(|_| "<redacted>"))
+            .field("cache_size", &self.cache_size)
+            .field("refresh_interval", &self.refresh_interval)
+            .field("flush_interval", &self.flush_interval)
+            .field("record_cache_entries", &self.record_cache_entries)
+            .field("actor", &self.actor)
+            .finish()
+    }
+}
+
+/// What verify needs of a key, decoded once per snapshot generation.
+struct Cached {
+    salt: [u8; 16],
+    hash: [u8; 32],
+    state: State,
+    expires_at: Option<i64>,
+    info: Arc<KeyInfo>,
+}
+
+const CACHE_SHARDS: usize = 16;
+
+/// Decoded records (and known-absent ids) of one store generation.
+struct RecordCache {
+    shards: [RwLock<HashMap<u64, Option<Arc<Cached>>>>; CACHE_SHARDS],
+    per_shard: usize,
+}
+
+impl RecordCache {
+    fn new(entries: usize) -> Self {
+        RecordCache {
+            shards: std::array::from_fn(|_| RwLock::new(HashMap::new())),
+            per_shard: entries.div_ceil(CACHE_SHARDS),
+        }
+    }
+
+    fn shard(&self, id: u64) -> &RwLock<HashMap<u64, Option<Arc<Cached>>>> {
+        &self.shards[(id as usize) % CACHE_SHARDS]
+    }
+
+    fn get(&self, id: u64) -> Option<Option<Arc<Cached>>> {
+        let shard = self.shard(id).read().unwrap_or_else(|p| p.into_inner());
+        shard.get(&id).cloned()
+    }
+
+    fn insert(&self, id: u64, entry: Option<Arc<Cached>>) {
+        if self.per_shard == 0 {
+            return;
+        }
+        let mut shard = self.shard(id).write().unwrap_or_else(|p| p.into_inner());
+        if shard.len() >= self.per_shard {
+            // Unknown ids are cached too (so both failure paths cost the same); a flood of
+            // them must not grow memory, so a full shard starts over.
+            shard.clear();
+        }
+        shard.insert(id, entry);
+    }
+}
+
+/// A read snapshot plus the cache that is valid for its generation.
+struct View {
+    snapshot: Box<dyn Snapshot>,
+    taken: Instant,
+    local_epoch: u64,
+    generation: u64,
+    cache: Arc<RecordCache>,
+}
+
+struct Inner {
+    backend: Box<dyn Backend>,
+    hasher: Hasher,
+    prefix: String,
+    actor: Option<String>,
+    rng: SystemRandom,
+    refresh_interval: Duration,
+    record_cache_entries: usize,
+    view: RwLock<Arc<View>>,
+    refresh: Mutex<()>,
+    /// Bumped after every write through this handle, so its own changes are seen at once.
+    local_epoch: AtomicU64,
+    usage: UsageBuffer,
+    /// Verified against on an unknown id so that both failure paths do the same work.
+    dummy: Cached,
+}
+
+struct Flusher {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A store of API keys in one embedded file.
+///
+/// `KeyStore` is `Send + Sync`: share it (e.g. in an `Arc`) and verify from many threads.
+/// Several processes of one host may open the same file.
+///
+/// # Example
+/// ```
+/// use keystead::{KeyStore, NewKey, Options};
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("keystead.redb");
+/// let store = KeyStore::open(&path, Options::new())?;
+/// let created = store.create(NewKey::new("dev-server-integration").scopes(["chat:completions"]))?;
+/// let header = format!("Bearer {}", created.key());
+/// let check = store.verify_header(&header, &["chat:completions"])?;
+/// assert!(check.is_valid());
+/// assert_eq!(check.key().unwrap().name(), "dev-server-integration");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct KeyStore {
+    inner: Arc<Inner>,
+    flusher: Option<Flusher>,
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("prefix", &self.inner.prefix)
+            .finish()
+    }
+}
+
+fn read_u64_meta(view: &dyn Read, name: &str) -> Result<u64> {
+    match view.meta(name)? {
+        None => Ok(0),
+        Some(bytes) => bytes
+            .as_slice()
+            .try_into()
+            .map(u64::from_le_bytes)
+            .map_err(|_| Error::Corrupt(format!("meta `{name}` has the wrong length"))),
+    }
+}
+
+impl KeyStore {
+    /// Opens the store at `path`, creating the file (mode 0600) if it does not exist.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidArgument`] for a bad prefix or pepper;
+    /// - [`Error::PrefixMismatch`] if a prefix is given that is not the store's;
+    /// - [`Error::WrongPepper`] if the pepper is not the one the store was created with;
+    /// - [`Error::UnsupportedVersion`] for a store written by a newer keystead;
+    /// - [`Error::Corrupt`] for a file that is not a keystead store;
+    /// - [`Error::Io`], [`Error::Locked`], [`Error::Storage`] for failures of the file.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<KeyStore> {
+        if let Some(prefix) = &options.prefix {
+            if !key::is_valid_prefix(prefix) {
+                return Err(Error::invalid(format!(
+                    "prefix `{}` is not [a-z][a-z0-9_]{{0,15}} without a trailing `_`",
+                    model::truncate_for_message(prefix)
+                )));
+            }
+        }
+        let hasher = Hasher::new(options.pepper.as_deref().map(Vec::as_slice))?;
+        let backend: Box<dyn Backend> =
+            Box::new(RedbFile::open(path.as_ref(), options.cache_size)?);
+        if backend.is_new()? {
+            let prefix = options.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
+            let schema = SCHEMA_VERSION.to_le_bytes();
+            let check = hasher.pepper_check();
+            let generation = 0u64.to_le_bytes();
+            let created = time::now_ms().to_le_bytes();
+            backend.initialize(&[
+                (META_SCHEMA, &schema),
+                (META_PREFIX, prefix.as_bytes()),
+                (META_PEPPER_CHECK, &check),
+                (META_GENERATION, &generation),
+                (META_CREATED_AT, &created),
+            ])?;
+        }
+        let snapshot = backend.snapshot()?;
+        let schema = snapshot
+            .meta(META_SCHEMA)?
+            .ok_or_else(|| Error::Corrupt("not a keystead store (no schema version)".into()))?;
+        let schema = <[u8; 4]>::try_from(schema.as_slice())
+            .map(u32::from_le_bytes)
+            .map_err(|_| Error::Corrupt("schema version has the wrong length".into()))?;
+        if schema > SCHEMA_VERSION {
+            return Err(Error::UnsupportedVersion {
+                what: "schema",
+                found: schema,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if schema == 0 {
+            return Err(Error::Corrupt("schema version 0".into()));
+        }
+        let stored_prefix = snapshot
+            .meta(META_PREFIX)?
+            .and_then(|p| String::from_utf8(p).ok())
+            .filter(|p| key::is_valid_prefix(p))
+            .ok_or_else(|| Error::Corrupt("missing or invalid prefix".into()))?;
+        if let Some(requested) = options.prefix {
+            if requested != stored_prefix {
+                return Err(Error::PrefixMismatch {
+                    stored: stored_prefix,
+                    requested,
+                });
+            }
+        }
+        let check = snapshot
+            .meta(META_PEPPER_CHECK)?
+            .ok_or_else(|| Error::Corrupt("missing pepper check".into()))?;
+        if !bool::from(check.as_slice().ct_eq(&hasher.pepper_check())) {
+            return Err(Error::WrongPepper);
+        }
+        let generation = read_u64_meta(&*snapshot, META_GENERATION)?;
+
+        let rng = SystemRandom::new();
+        let mut salt = [0u8; 16];
+        let mut hash = [0u8; 32];
+        fill(&rng, &mut salt)?;
+        fill(&rng, &mut hash)?;
+        let dummy_record = Record {
+            id: 0,
+            alg: ALG_HMAC_SHA256_V1,
+            salt,
+            hash,
+            state: State::Active,
+            created_at: 0,
+            updated_at: 0,
+            expires_at: None,
+            replaces: None,
+            replaced_by: None,
+            name: String::new(),
+            scopes: Vec::new(),
+            metadata: BTreeMap::new(),
+        };
+        let dummy = Cached {
+            salt,
+            hash,
+            state: State::Active,
+            expires_at: None,
+            info: Arc::new(KeyInfo::from_record(&dummy_record, None, 0)),
+        };
+        let view = View {
+            snapshot,
+            taken: Instant::now(),
+            local_epoch: 0,
+            generation,
+            cache: Arc::new(RecordCache::new(options.record_cache_entries)),
+        };
+        let inner = Arc::new(Inner {
+            backend,
+            hasher,
+            prefix: stored_prefix,
+            actor: options.actor,
+            rng,
+            refresh_interval: options.refresh_interval,
+            record_cache_entries: options.record_cache_entries,
+            view: RwLock::new(Arc::new(view)),
+            refresh: Mutex::new(()),
+            local_epoch: AtomicU64::new(0),
+            usage: UsageBuffer::new(),
+            dummy,
+        });
+        let flusher = (!options.flush_interval.is_zero())
+            .then(|| spawn_flusher(Arc::downgrade(&inner), options.flush_interval))
+            .transpose()?;
+        Ok(KeyStore { inner, flusher })
+    }
+
+    /// Runs the storage engine's full integrity check on a store file that is not open in this
+    /// process. Returns `Ok(true)` if the file is intact.
+    ///
+    /// # Errors
+    /// As for [`KeyStore::open`]; a damaged file gives `Ok(false)` or [`Error::Corrupt`].
+    pub fn check_integrity(path: impl AsRef<Path>) -> Result<bool> {
+        redb_file::check_file_integrity(path.as_ref())
+    }
+
+    /// The prefix of every key this store issues, e.g. `ks`.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// Creates a key. The plaintext is in the returned [`CreatedKey`] and nowhere else.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty or over-long name, a bad scope, metadata over
+    /// the limits or an expiry in the past; storage errors as for [`KeyStore::open`].
+    ///
+    /// # Example
+    /// ```
+    /// # use keystead::{KeyStore, NewKey, Options};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = KeyStore::open(dir.path().join("k.redb"), Options::new())?;
+    /// let created = store.create(NewKey::new("analytics-script-key"))?;
+    /// assert!(created.key().starts_with("ks_"));
+    /// assert_eq!(format!("{created:?}").contains(created.key()), false);
+    /// # Ok::<(), keystead::Error>(())
+    /// ```
+    pub fn create(&self, new: NewKey) -> Result<CreatedKey> {
+        model::validate_name(&new.name)?;
+        let scopes = model::normalize_scopes(&new.scopes)?;
+        model::validate_metadata(&new.metadata)?;
+        let now = time::now_ms();
+        let expires_at = new.expires_at.map(time::to_ms);
+        if expires_at.is_some_and(|at| at <= now) {
+            return Err(Error::invalid("the expiry must be in the future"));
+        }
+        let inner = &self.inner;
+        inner.write(|txn| {
+            let template = Record {
+                id: 0,
+                alg: ALG_HMAC_SHA256_V1,
+                salt: [0; 16],
+                hash: [0; 32],
+                state: State::Active,
+                created_at: now,
+                updated_at: now,
+                expires_at,
+                replaces: None,
+                replaced_by: None,
+                name: new.name.clone(),
+                scopes: scopes.clone(),
+                metadata: new.metadata.clone(),
+            };
+            let created = inner.insert_new(txn, template, now)?;
+            inner.append_audit(
+                txn,
+                AuditAction::Create,
+                created.info.id,
+                &created.info.name,
+            )?;
+            Ok(created)
+        })
+    }
+
+    /// The key with this id, or `None`.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn get(&self, id: KeyId) -> Result<Option<KeyInfo>> {
+        let snapshot = self.inner.backend.snapshot()?;
+        match snapshot.key(id.as_u64())? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(info_of(&*snapshot, &Record::decode(&bytes)?)?)),
+        }
+    }
+
+    /// Keys matching `filter`, in id order; page with [`ListFilter::after`] and
+    /// [`ListFilter::limit`].
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<KeyInfo>> {
+        let snapshot = self.inner.backend.snapshot()?;
+        let now = time::now_ms();
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let horizon = filter
+            .expiring_within
+            .map(|d| now.saturating_add(time::duration_ms(d)));
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let mut error = None;
+        snapshot.scan_keys(filter.after.map(KeyId::as_u64), &mut |_, bytes| {
+            let record = Record::decode(bytes)?;
+            let status = KeyStatus::of(record.state, record.expires_at, now);
+            let keep = filter.status.is_none_or(|s| s == status)
+                && filter
+                    .name_prefix
+                    .as_deref()
+                    .is_none_or(|p| record.name.starts_with(p))
+                && filter
+                    .scope
+                    .as_deref()
+                    .is_none_or(|s| record.scopes.iter().any(|x| x == s))
+                && horizon.is_none_or(|h| {
+                    status != KeyStatus::Expired
+                        && status != KeyStatus::Revoked
+                        && record.expires_at.is_some_and(|at| at <= h)
+                });
+            if keep {
+                match info_of(&*snapshot, &record) {
+                    Ok(info) => out.push(info),
+                    Err(e) => {
+                        error = Some(e);
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(out.len() < limit)
+        })?;
+        match error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Renames a key.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], [`Error::InvalidArgument`] for a bad name, storage errors.
+    pub fn rename(&self, id: KeyId, name: &str) -> Result<KeyInfo> {
+        model::validate_name(name)?;
+        self.inner.update(id, AuditAction::Rename, |record| {
+            if record.name == name {
+                return Ok(None);
+            }
+            let detail = format!("{} -> {}", record.name, name);
+            record.name = name.to_owned();
+            Ok(Some(detail))
+        })
+    }
+
+    /// Replaces a key's metadata.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], [`Error::InvalidArgument`] past the limits, storage errors.
+    pub fn set_metadata(&self, id: KeyId, metadata: BTreeMap<String, String>) -> Result<KeyInfo> {
+        model::validate_metadata(&metadata)?;
+        self.inner.update(id, AuditAction::SetMetadata, |record| {
+            if record.metadata == metadata {
+                return Ok(None);
+            }
+            record.metadata = metadata.clone();
+            Ok(Some(format!("{} entries", metadata.len())))
+        })
+    }
+
+    /// Replaces a key's scopes.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], [`Error::InvalidArgument`] for a bad scope, storage errors.
+    pub fn set_scopes<S: AsRef<str>>(&self, id: KeyId, scopes: &[S]) -> Result<KeyInfo> {
+        let owned: Vec<String> = scopes.iter().map(|s| s.as_ref().to_owned()).collect();
+        let scopes = model::normalize_scopes(&owned)?;
+        self.inner.update(id, AuditAction::SetScopes, |record| {
+            if record.scopes == scopes {
+                return Ok(None);
+            }
+            record.scopes = scopes.clone();
+            Ok(Some(scopes.join(" ")))
+        })
+    }
+
+    /// Sets (or with `None` clears) a key's expiry; a new expiry must be in the future.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], [`Error::InvalidArgument`] for a past time,
+    /// [`Error::InvalidState`] for a revoked key, storage errors.
+    pub fn set_expiry(&self, id: KeyId, expires_at: Option<SystemTime>) -> Result<KeyInfo> {
+        let at = expires_at.map(time::to_ms);
+        if at.is_some_and(|at| at <= time::now_ms()) {
+            return Err(Error::invalid("the expiry must be in the future"));
+        }
+        self.inner.update(id, AuditAction::SetExpiry, |record| {
+            refuse_if_revoked(record, "given a new expiry")?;
+            if record.expires_at == at {
+                return Ok(None);
+            }
+            record.expires_at = at;
+            Ok(Some(at.map_or_else(
+                || "never".to_owned(),
+                |ms| format!("{ms} ms"),
+            )))
+        })
+    }
+
+    /// Stops a key from verifying until [`enable`](Self::enable); a disabled key stays disabled.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], [`Error::InvalidState`] for a revoked key, storage errors.
+    pub fn disable(&self, id: KeyId) -> Result<KeyInfo> {
+        self.inner
+            .set_state(id, State::Disabled, AuditAction::Disable, "disabled")
+    }
+
+    /// Lets a disabled key verify again.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], [`Error::InvalidState`] for a revoked key, storage errors.
+    pub fn enable(&self, id: KeyId) -> Result<KeyInfo> {
+        self.inner
+            .set_state(id, State::Active, AuditAction::Enable, "enabled")
+    }
+
+    /// Permanently stops a key from verifying. Revoking a revoked key changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], storage errors.
+    pub fn revoke(&self, id: KeyId) -> Result<KeyInfo> {
+        self.inner
+            .set_state(id, State::Revoked, AuditAction::Revoke, "revoked")
+    }
+
+    /// Issues a replacement key with the same name, scopes and metadata (and no expiry). The
+    /// old key keeps verifying until `min(now + grace, its own expiry)`; the two records link
+    /// to each other. A zero grace ends the old key at once.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], [`Error::InvalidState`] for a revoked or already rotated key,
+    /// storage errors.
+    pub fn rotate(&self, id: KeyId, grace: Duration) -> Result<CreatedKey> {
+        let inner = &self.inner;
+        inner.write(|txn| {
+            let now = time::now_ms();
+            let mut old = load(txn, id)?;
+            refuse_if_revoked(&old, "rotated")?;
+            if old.replaced_by.is_some() {
+                return Err(Error::InvalidState {
+                    id,
+                    state: "rotated",
+                    operation: "rotated again",
+                });
+            }
+            let template = Record {
+                id: 0,
+                alg: ALG_HMAC_SHA256_V1,
+                salt: [0; 16],
+                hash: [0; 32],
+                state: State::Active,
+                created_at: now,
+                updated_at: now,
+                expires_at: None,
+                replaces: Some(old.id),
+                replaced_by: None,
+                name: old.name.clone(),
+                scopes: old.scopes.clone(),
+                metadata: old.metadata.clone(),
+            };
+            let created = inner.insert_new(txn, template, now)?;
+            let grace_end = now.saturating_add(time::duration_ms(grace));
+            old.expires_at = Some(old.expires_at.map_or(grace_end, |at| at.min(grace_end)));
+            old.replaced_by = Some(created.info.id.as_u64());
+            old.updated_at = now;
+            txn.put_key(old.id, &old.encode())?;
+            let detail = format!(
+                "replaced by {}, grace {} s",
+                created.info.id,
+                grace.as_secs()
+            );
+            inner.append_audit(txn, AuditAction::Rotate, id, &detail)?;
+            inner.append_audit(
+                txn,
+                AuditAction::Create,
+                created.info.id,
+                &format!("rotation of {id}"),
+            )?;
+            Ok(created)
+        })
+    }
+
+    /// Removes a key and its usage counters. Its audit entries stay; links from the key it
+    /// replaced or was replaced by keep naming its id.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], storage errors.
+    pub fn delete(&self, id: KeyId) -> Result<()> {
+        let inner = &self.inner;
+        inner.write(|txn| {
+            let record = load(txn, id)?;
+            txn.delete_key(id.as_u64())?;
+            txn.delete_usage(id.as_u64())?;
+            inner.append_audit(txn, AuditAction::Delete, id, &record.name)
+        })
+    }
+
+    /// Verifies a bare key (e.g. from an `x-api-key` header) and checks that it grants every
+    /// scope in `required_scopes`.
+    ///
+    /// Never writes: a valid use is counted in memory and flushed later.
+    ///
+    /// # Errors
+    /// Only operational failures (storage), or [`Error::InvalidArgument`] for a required scope
+    /// that no key could have. A bad credential is an [`Outcome`], not an error.
+    ///
+    /// # Example
+    /// ```
+    /// # use keystead::{KeyStore, NewKey, Options, Outcome};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = KeyStore::open(dir.path().join("k.redb"), Options::new())?;
+    /// let created = store.create(NewKey::new("x").scopes(["embeddings"]))?;
+    /// assert_eq!(store.verify(created.key(), &["embeddings"])?.outcome(), Outcome::Valid);
+    /// assert_eq!(store.verify(created.key(), &["images"])?.http_status(), 403);
+    /// assert_eq!(store.verify("ks_typo", &[])?.outcome(), Outcome::Malformed);
+    /// # Ok::<(), keystead::Error>(())
+    /// ```
+    pub fn verify(&self, presented: &str, required_scopes: &[&str]) -> Result<Verification> {
+        for scope in required_scopes {
+            if !model::is_valid_scope(scope) {
+                return Err(Error::invalid(format!(
+                    "required scope `{}` is not a valid scope",
+                    model::truncate_for_message(scope)
+                )));
+            }
+        }
+        if presented.bytes().all(|b| b == b' ' || b == b'\t') {
+            return Ok(Verification::without_key(Outcome::Missing));
+        }
+        self.inner.check(presented, required_scopes)
+    }
+
+    /// Verifies the value of an `Authorization` header (`Bearer <key>`).
+    ///
+    /// # Errors
+    /// As for [`verify`](Self::verify).
+    pub fn verify_header(
+        &self,
+        authorization: impl AsRef<[u8]>,
+        required_scopes: &[&str],
+    ) -> Result<Verification> {
+        match header::parse_authorization_header(authorization.as_ref()) {
+            Ok(token) => self.verify(token, required_scopes),
+            Err(HeaderError::Missing) => Ok(Verification::without_key(Outcome::Missing)),
+            Err(_) => Ok(Verification::without_key(Outcome::Malformed)),
+        }
+    }
+
+    /// Daily counts of successful verifications of a key for the UTC days from `from` to `to`
+    /// inclusive (days with no use are left out). Flushes this handle's pending usage first.
+    ///
+    /// # Errors
+    /// [`Error::KeyNotFound`], storage errors.
+    pub fn usage(&self, id: KeyId, from: SystemTime, to: SystemTime) -> Result<Vec<DailyUsage>> {
+        self.flush()?;
+        let snapshot = self.inner.backend.snapshot()?;
+        if snapshot.key(id.as_u64())?.is_none() {
+            return Err(Error::KeyNotFound(id));
+        }
+        let from_day = time::day_of(time::to_ms(from));
+        let to_day = time::day_of(time::to_ms(to));
+        Ok(snapshot
+            .usage_days(id.as_u64(), from_day, to_day)?
+            .into_iter()
+            .map(|(day, count)| DailyUsage {
+                day: time::from_ms(i64::from(day) * time::DAY_MS),
+                count,
+            })
+            .collect())
+    }
+
+    /// The audit log, newest first: at most `limit` entries committed at or after `since`.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn audit(&self, since: Option<SystemTime>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let snapshot = self.inner.backend.snapshot()?;
+        let since = since.map_or(i64::MIN, time::to_ms);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        snapshot.scan_audit_newest_first(&mut |seq, bytes| {
+            let entry = audit::decode(seq, bytes)?;
+            if time::to_ms(entry.at) < since {
+                return Ok(false);
+            }
+            out.push(entry);
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
+    }
+
+    /// Writes the usage counted so far to the store. Also runs in the background every flush
+    /// interval, and on [`close`](Self::close) and drop.
+    ///
+    /// # Errors
+    /// Storage errors; the counts are kept and written by a later flush.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+
+    /// Flushes usage and closes the store, reporting a failure to flush that drop would hide.
+    ///
+    /// # Errors
+    /// Storage errors from the last flush.
+    pub fn close(mut self) -> Result<()> {
+        self.stop_flusher();
+        self.inner.flush()
+    }
+
+    fn stop_flusher(&mut self) {
+        if let Some(mut flusher) = self.flusher.take() {
+            let (lock, signal) = &*flusher.stop;
+            *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            signal.notify_all();
+            if let Some(thread) = flusher.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for KeyStore {
+    fn drop(&mut self) {
+        self.stop_flusher();
+        // Nothing can report an error from drop; `close` is the way to see it.
+        let _ = self.inner.flush();
+    }
+}
+
+fn spawn_flusher(inner: Weak<Inner>, interval: Duration) -> Result<Flusher> {
+    let stop = Arc::new((Mutex::new(false), Condvar::new()));
+    let signal = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("keystead-flush".into())
+        .spawn(move || {
+            let (lock, condvar) = &*signal;
+            let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                let (guard, _) = condvar
+                    .wait_timeout(stopped, interval)
+                    .unwrap_or_else(|p| p.into_inner());
+                stopped = guard;
+                if *stopped {
+                    return;
+                }
+                let Some(inner) = inner.upgrade() else { return };
+                // A failed flush keeps its counts for the next try.
+                let _ = inner.flush();
+            }
+        })?;
+    Ok(Flusher {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+fn fill(rng: &SystemRandom, out: &mut [u8]) -> Result<()> {
+    rng.fill(out)
+        .map_err(|_| Error::Storage("the system random number generator failed".into()))
+}
+
+fn load(txn: &dyn Txn, id: KeyId) -> Result<Record> {
+    let bytes = txn.key(id.as_u64())?.ok_or(Error::KeyNotFound(id))?;
+    Record::decode(&bytes)
+}
+
+fn refuse_if_revoked(record: &Record, operation: &'static str) -> Result<()> {
+    if record.state == State::Revoked {
+        return Err(Error::InvalidState {
+            id: KeyId::from_u64(record.id),
+            state: "revoked",
+            operation,
+        });
+    }
+    Ok(())
+}
+
+fn info_of(view: &dyn Read, record: &Record) -> Result<KeyInfo> {
+    let usage = view.usage_total(record.id)?.unwrap_or_default();
+    let last_used = (usage.count > 0).then_some(usage.last_used_ms);
+    Ok(KeyInfo::from_record(record, last_used, usage.count))
+}
+
+impl Inner {
+    /// Runs an admin change in one write transaction that also bumps the store generation
+    /// (so every process drops cached records), then makes this handle see it at once.
+    fn write<T>(&self, mut body: impl FnMut(&mut dyn Txn) -> Result<T>) -> Result<T> {
+        let mut result = None;
+        self.backend.write(&mut |txn| {
+            let value = body(txn)?;
+            let generation = read_u64_meta(txn, META_GENERATION)?.wrapping_add(1);
+            txn.set_meta(META_GENERATION, &generation.to_le_bytes())?;
+            result = Some(value);
+            Ok(())
+        })?;
+        self.local_epoch.fetch_add(1, Ordering::AcqRel);
+        result.ok_or_else(|| Error::Storage("the write transaction returned no result".into()))
+    }
+
+    /// Read-modify-write of one record; `change` returns the audit detail, or `None` if it
+    /// changed nothing (then nothing is written or audited).
+    fn update(
+        &self,
+        id: KeyId,
+        action: AuditAction,
+        mut change: impl FnMut(&mut Record) -> Result<Option<String>>,
+    ) -> Result<KeyInfo> {
+        self.write(|txn| {
+            let mut record = load(txn, id)?;
+            if let Some(detail) = change(&mut record)? {
+                record.updated_at = time::now_ms();
+                txn.put_key(record.id, &record.encode())?;
+                self.append_audit(txn, action, id, &detail)?;
+            }
+            info_of(txn, &record)
+        })
+    }
+
+    fn set_state(
+        &self,
+        id: KeyId,
+        target: State,
+        action: AuditAction,
+        verb: &'static str,
+    ) -> Result<KeyInfo> {
+        self.update(id, action, |record| {
+            if record.state == target {
+                return Ok(None);
+            }
+            if record.state == State::Revoked {
+                return Err(Error::InvalidState {
+                    id,
+                    state: "revoked",
+                    operation: verb,
+                });
+            }
+            record.state = target;
+            Ok(Some(String::new()))
+        })
+    }
+
+    /// Fills in a fresh id, salt and hash for `record`, stores it, and returns the key.
+    fn insert_new(&self, txn: &mut dyn Txn, mut record: Record, now: i64) -> Result<CreatedKey> {
+        let mut id_bytes = [0u8; 8];
+        let id = loop {
+            fill(&self.rng, &mut id_bytes)?;
+            let candidate = u64::from_be_bytes(id_bytes);
+            // 0 is the dummy record's id; a collision of 64 random bits is astronomically
+            // rare but checked, since the id is the lookup key.
+            if candidate != 0 && txn.key(candidate)?.is_none() {
+                break candidate;
+            }
+        };
+        let mut secret = Zeroizing::new([0u8; 32]);
+        fill(&self.rng, &mut secret[..])?;
+        fill(&self.rng, &mut record.salt)?;
+        record.id = id;
+        record.hash = self.hasher.hash(&record.salt, id, &secret);
+        record.created_at = now;
+        record.updated_at = now;
+        txn.put_key(id, &record.encode())?;
+        let key = key::format(&self.prefix, KeyId::from_u64(id), &secret);
+        Ok(CreatedKey {
+            key,
+            info: KeyInfo::from_record(&record, None, 0),
+        })
+    }
+
+    fn append_audit(
+        &self,
+        txn: &mut dyn Txn,
+        action: AuditAction,
+        id: KeyId,
+        detail: &str,
+    ) -> Result<()> {
+        // Entries are kept in commit order with non-decreasing timestamps, even if clocks of
+        // processes sharing the file differ slightly, so `audit(since)` can stop early.
+        let mut last = i64::MIN;
+        txn.scan_audit_newest_first(&mut |_, bytes| {
+            last = audit::at_ms(bytes).unwrap_or(i64::MIN);
+            Ok(false)
+        })?;
+        let at = time::now_ms().max(last);
+        txn.append_audit(&audit::encode(
+            at,
+            self.actor.as_deref(),
+            action,
+            id,
+            detail,
+        ))?;
+        Ok(())
+    }
+
+    /// The current read view, refreshed if this handle wrote since it was taken (always) or
+    /// if it is older than the refresh interval (by one thread; the others keep the old one).
+    fn view(&self) -> Result<Arc<View>> {
+        let epoch = self.local_epoch.load(Ordering::Acquire);
+        let current = Arc::clone(&self.view.read().unwrap_or_else(|p| p.into_inner()));
+        let own_write_unseen = current.local_epoch != epoch;
+        if !own_write_unseen && current.taken.elapsed() < self.refresh_interval {
+            return Ok(current);
+        }
+        let _guard = if own_write_unseen {
+            self.refresh.lock().unwrap_or_else(|p| p.into_inner())
+        } else {
+            match self.refresh.try_lock() {
+                Ok(guard) => guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Ok(current),
+            }
+        };
+        // Another thread may have refreshed while this one waited.
+        let epoch = self.local_epoch.load(Ordering::Acquire);
+        let current = Arc::clone(&self.view.read().unwrap_or_else(|p| p.into_inner()));
+        if current.local_epoch == epoch && current.taken.elapsed() < self.refresh_interval {
+            return Ok(current);
+        }
+        let snapshot = self.backend.snapshot()?;
+        let generation = read_u64_meta(&*snapshot, META_GENERATION)?;
+        let cache = if generation == current.generation {
+            Arc::clone(&current.cache)
+        } else {
+            Arc::new(RecordCache::new(self.record_cache_entries))
+        };
+        let fresh = Arc::new(View {
+            snapshot,
+            taken: Instant::now(),
+            local_epoch: epoch,
+            generation,
+            cache,
+        });
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
+        Ok(fresh)
+    }
+
+    fn lookup(&self, view: &View, id: u64) -> Result<Option<Arc<Cached>>> {
+        if let Some(hit) = view.cache.get(id) {
+            return Ok(hit);
+        }
+        let entry = match view.snapshot.key(id)? {
+            None => None,
+            Some(bytes) => {
+                let record = Record::decode(&bytes)?;
+                let info = info_of(&*view.snapshot, &record)?;
+                Some(Arc::new(Cached {
+                    salt: record.salt,
+                    hash: record.hash,
+                    state: record.state,
+                    expires_at: record.expires_at,
+                    info: Arc::new(info),
+                }))
+            }
+        };
+        view.cache.insert(id, entry.clone());
+        Ok(entry)
+    }
+
+    fn check(&self, presented: &str, required_scopes: &[&str]) -> Result<Verification> {
+        let Ok(parsed) = key::parse(presented) else {
+            return Ok(Verification::without_key(Outcome::Malformed));
+        };
+        if parsed.prefix != self.prefix {
+            return Ok(Verification::without_key(Outcome::Malformed));
+        }
+        let id = parsed.id.as_u64();
+        let view = self.view()?;
+        let found = self.lookup(&view, id)?;
+        // Unknown ids are hashed and compared against a dummy record, so both failure paths
+        // do the same work.
+        let candidate = found.as_deref().unwrap_or(&self.dummy);
+        let computed = self.hasher.hash(&candidate.salt, id, &parsed.secret);
+        let matched = bool::from(computed.ct_eq(&candidate.hash)) & found.is_some();
+        let Some(entry) = found.filter(|_| matched) else {
+            return Ok(Verification::without_key(Outcome::NotFound));
+        };
+        let now = time::now_ms();
+        let outcome = match KeyStatus::of(entry.state, entry.expires_at, now) {
+            KeyStatus::Revoked => Outcome::Revoked,
+            KeyStatus::Expired => Outcome::Expired,
+            KeyStatus::Disabled => Outcome::Disabled,
+            KeyStatus::Active => {
+                let granted = &entry.info.scopes;
+                if required_scopes
+                    .iter()
+                    .all(|s| granted.iter().any(|g| g == s))
+                {
+                    Outcome::Valid
+                } else {
+                    Outcome::InsufficientScope
+                }
+            }
+        };
+        if outcome == Outcome::Valid {
+            self.usage.record(id, now);
+        }
+        Ok(Verification {
+            outcome,
+            key: Some(Arc::clone(&entry.info)),
+            required_scopes: if outcome == Outcome::InsufficientScope {
+                required_scopes.iter().map(|s| (*s).to_owned()).collect()
+            } else {
+                Vec::new()
+            },
+        })
+    }
+
+    fn flush(&self) -> Result<()> {
+        let pending = self.usage.take();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let result = self.backend.write(&mut |txn| {
+            for (id, uses) in &pending {
+                // Uses of a key deleted since are dropped with it.
+                if txn.key(*id)?.is_none() {
+                    continue;
+                }
+                for (day, count) in &uses.days {
+                    txn.add_usage(*id, *day, *count, uses.last_used_ms)?;
+                }
+            }
+            Ok(())
+        });
+        if result.is_err() {
+            self.usage.restore(pending);
+        }
+        result
+    }
+}
