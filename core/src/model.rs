@@ -501,11 +501,15 @@ pub(crate) fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(
     Ok(())
 }
 
+/// How much of a rejected value an error message may echo: enough to recognise it, but less
+/// than `<prefix>_<id>` of a key, so a key pasted into the wrong field never leaks its secret.
+const ECHO_CHARS: usize = 12;
+
 /// Keeps error messages short and printable whatever the caller passed.
 pub(crate) fn truncate_for_message(text: &str) -> String {
-    let short: String = text.chars().take(40).collect();
+    let short: String = text.chars().take(ECHO_CHARS).collect();
     let mut shown = short.escape_debug().to_string();
-    if text.chars().count() > 40 {
+    if text.chars().count() > ECHO_CHARS {
         shown.push('…');
     }
     shown

@@ -51,9 +51,16 @@ impl Record {
         w.u8(self.state as u8);
         w.i64(self.created_at);
         w.i64(self.updated_at);
-        let flags = u8::from(self.expires_at.is_some()) * FLAG_EXPIRES
-            | u8::from(self.replaces.is_some()) * FLAG_REPLACES
-            | u8::from(self.replaced_by.is_some()) * FLAG_REPLACED_BY;
+        let mut flags = 0;
+        if self.expires_at.is_some() {
+            flags |= FLAG_EXPIRES;
+        }
+        if self.replaces.is_some() {
+            flags |= FLAG_REPLACES;
+        }
+        if self.replaced_by.is_some() {
+            flags |= FLAG_REPLACED_BY;
+        }
         w.u8(flags);
         if let Some(at) = self.expires_at {
             w.i64(at);

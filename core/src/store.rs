@@ -245,6 +245,46 @@ impl fmt::Debug for KeyStore {
     }
 }
 
+/// Checks a store's schema version, prefix and pepper; returns its prefix and generation.
+fn check_store(view: &dyn Read, requested: Option<&str>, hasher: &Hasher) -> Result<(String, u64)> {
+    let schema = view
+        .meta(META_SCHEMA)?
+        .ok_or_else(|| Error::Corrupt("not a keystead store (no schema version)".into()))?;
+    let schema = <[u8; 4]>::try_from(schema.as_slice())
+        .map(u32::from_le_bytes)
+        .map_err(|_| Error::Corrupt("schema version has the wrong length".into()))?;
+    if schema > SCHEMA_VERSION {
+        return Err(Error::UnsupportedVersion {
+            what: "schema",
+            found: schema,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if schema == 0 {
+        return Err(Error::Corrupt("schema version 0".into()));
+    }
+    let stored = view
+        .meta(META_PREFIX)?
+        .and_then(|p| String::from_utf8(p).ok())
+        .filter(|p| key::is_valid_prefix(p))
+        .ok_or_else(|| Error::Corrupt("missing or invalid prefix".into()))?;
+    if let Some(requested) = requested {
+        if requested != stored {
+            return Err(Error::PrefixMismatch {
+                stored,
+                requested: requested.to_owned(),
+            });
+        }
+    }
+    let check = view
+        .meta(META_PEPPER_CHECK)?
+        .ok_or_else(|| Error::Corrupt("missing pepper check".into()))?;
+    if !bool::from(check.as_slice().ct_eq(&hasher.pepper_check())) {
+        return Err(Error::WrongPepper);
+    }
+    Ok((stored, read_u64_meta(view, META_GENERATION)?))
+}
+
 fn read_u64_meta(view: &dyn Read, name: &str) -> Result<u64> {
     match view.meta(name)? {
         None => Ok(0),
@@ -276,10 +316,13 @@ impl KeyStore {
             }
         }
         let hasher = Hasher::new(options.pepper.as_deref().map(Vec::as_slice))?;
+        let requested = options.prefix.as_deref();
+        // Refuse a wrong pepper, prefix or version before opening the file for writing.
+        redb_file::inspect(path.as_ref(), |view| check_store(view, requested, &hasher))?;
         let backend: Box<dyn Backend> =
             Box::new(RedbFile::open(path.as_ref(), options.cache_size)?);
         if backend.is_new()? {
-            let prefix = options.prefix.as_deref().unwrap_or(DEFAULT_PREFIX);
+            let prefix = requested.unwrap_or(DEFAULT_PREFIX);
             let schema = SCHEMA_VERSION.to_le_bytes();
             let check = hasher.pepper_check();
             let generation = 0u64.to_le_bytes();
@@ -293,42 +336,7 @@ impl KeyStore {
             ])?;
         }
         let snapshot = backend.snapshot()?;
-        let schema = snapshot
-            .meta(META_SCHEMA)?
-            .ok_or_else(|| Error::Corrupt("not a keystead store (no schema version)".into()))?;
-        let schema = <[u8; 4]>::try_from(schema.as_slice())
-            .map(u32::from_le_bytes)
-            .map_err(|_| Error::Corrupt("schema version has the wrong length".into()))?;
-        if schema > SCHEMA_VERSION {
-            return Err(Error::UnsupportedVersion {
-                what: "schema",
-                found: schema,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        if schema == 0 {
-            return Err(Error::Corrupt("schema version 0".into()));
-        }
-        let stored_prefix = snapshot
-            .meta(META_PREFIX)?
-            .and_then(|p| String::from_utf8(p).ok())
-            .filter(|p| key::is_valid_prefix(p))
-            .ok_or_else(|| Error::Corrupt("missing or invalid prefix".into()))?;
-        if let Some(requested) = options.prefix {
-            if requested != stored_prefix {
-                return Err(Error::PrefixMismatch {
-                    stored: stored_prefix,
-                    requested,
-                });
-            }
-        }
-        let check = snapshot
-            .meta(META_PEPPER_CHECK)?
-            .ok_or_else(|| Error::Corrupt("missing pepper check".into()))?;
-        if !bool::from(check.as_slice().ct_eq(&hasher.pepper_check())) {
-            return Err(Error::WrongPepper);
-        }
-        let generation = read_u64_meta(&*snapshot, META_GENERATION)?;
+        let (stored_prefix, generation) = check_store(&*snapshot, requested, &hasher)?;
 
         let rng = SystemRandom::new();
         let mut salt = [0u8; 16];

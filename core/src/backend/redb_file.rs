@@ -10,11 +10,11 @@ use redb::{
 use super::{Backend, Read, Snapshot, Txn, UsageTotal};
 use crate::error::{Error, Result};
 
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-const KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("keys");
-const USAGE_TOTAL: TableDefinition<u64, &[u8]> = TableDefinition::new("usage_total");
-const USAGE_DAY: TableDefinition<(u64, u32), u64> = TableDefinition::new("usage_day");
-const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+const META: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
+const KEYS: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("keys");
+const USAGE_TOTAL: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("usage_total");
+const USAGE_DAY: TableDefinition<'static, (u64, u32), u64> = TableDefinition::new("usage_day");
+const AUDIT: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("audit");
 
 /// Maps every redb error to the crate's error; the only place redb errors are seen.
 fn map_err(err: impl Into<redb::Error>) -> Error {
@@ -116,6 +116,35 @@ impl Backend for RedbFile {
             }
         }
     }
+}
+
+/// Reads an existing store without opening it for writing, so that checks which refuse it
+/// (wrong pepper, prefix or version, not a store at all) leave the file byte-for-byte as it was.
+/// Returns `Ok(None)` for a missing or empty file, which is created by the writable open.
+pub(crate) fn inspect<T>(
+    path: &Path,
+    check: impl FnOnce(&dyn Read) -> Result<T>,
+) -> Result<Option<T>> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() == 0 => return Ok(None),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::Io(e)),
+    }
+    let db = match Database::builder()
+        .set_cache_size(1 << 20)
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        .open_read_only(path)
+    {
+        Ok(db) => db,
+        // Needs a repair only a writable open can make; the writable open checks again.
+        Err(redb::DatabaseError::RepairAborted) => return Ok(None),
+        Err(e) => return Err(map_err(e)),
+    };
+    let txn = db.begin_read().map_err(map_err)?;
+    let keys = txn.open_table(KEYS).map_err(map_err)?;
+    let snapshot = RedbSnapshot { txn, keys };
+    check(&snapshot).map(Some)
 }
 
 /// Runs redb's integrity check on a store file that no other handle in this process has open.
