@@ -8,6 +8,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -200,7 +201,8 @@ struct Inner {
     rng: SystemRandom,
     refresh_interval: Duration,
     record_cache_entries: usize,
-    view: RwLock<Arc<View>>,
+    /// Loaded without touching a shared reference count, so verifying threads do not contend.
+    view: ArcSwap<View>,
     refresh: Mutex<()>,
     /// Bumped after every write through this handle, so its own changes are seen at once.
     local_epoch: AtomicU64,
@@ -343,21 +345,7 @@ impl KeyStore {
         let mut hash = [0u8; 32];
         fill(&rng, &mut salt)?;
         fill(&rng, &mut hash)?;
-        let dummy_record = Record {
-            id: 0,
-            alg: ALG_HMAC_SHA256_V1,
-            salt,
-            hash,
-            state: State::Active,
-            created_at: 0,
-            updated_at: 0,
-            expires_at: None,
-            replaces: None,
-            replaced_by: None,
-            name: String::new(),
-            scopes: Vec::new(),
-            metadata: BTreeMap::new(),
-        };
+        let dummy_record = blank_record(0, String::new(), Vec::new(), BTreeMap::new(), None);
         let dummy = Cached {
             salt,
             hash,
@@ -380,7 +368,7 @@ impl KeyStore {
             rng,
             refresh_interval: options.refresh_interval,
             record_cache_entries: options.record_cache_entries,
-            view: RwLock::new(Arc::new(view)),
+            view: ArcSwap::from_pointee(view),
             refresh: Mutex::new(()),
             local_epoch: AtomicU64::new(0),
             usage: UsageBuffer::new(),
@@ -423,38 +411,34 @@ impl KeyStore {
     /// # Ok::<(), keystead::Error>(())
     /// ```
     pub fn create(&self, new: NewKey) -> Result<CreatedKey> {
-        model::validate_name(&new.name)?;
-        let scopes = model::normalize_scopes(&new.scopes)?;
-        model::validate_metadata(&new.metadata)?;
+        self.create_many(vec![new])?
+            .pop()
+            .ok_or_else(|| Error::Storage("the batch of one created no key".into()))
+    }
+
+    /// Creates many keys in one transaction: all of them, or none if any is invalid or the
+    /// write fails. For imports and provisioning; much faster than one `create` per key, since
+    /// the file is synced once.
+    ///
+    /// # Errors
+    /// As for [`create`](Self::create); the first invalid entry fails the whole batch.
+    pub fn create_many(&self, keys: Vec<NewKey>) -> Result<Vec<CreatedKey>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = time::now_ms();
-        let expires_at = new.expires_at.map(time::to_ms);
-        if expires_at.is_some_and(|at| at <= now) {
-            return Err(Error::invalid("the expiry must be in the future"));
+        let mut templates = Vec::with_capacity(keys.len());
+        for new in keys {
+            templates.push(new_record(new, now)?);
         }
         let inner = &self.inner;
         inner.write(|txn| {
-            let template = Record {
-                id: 0,
-                alg: ALG_HMAC_SHA256_V1,
-                salt: [0; 16],
-                hash: [0; 32],
-                state: State::Active,
-                created_at: now,
-                updated_at: now,
-                expires_at,
-                replaces: None,
-                replaced_by: None,
-                name: new.name.clone(),
-                scopes: scopes.clone(),
-                metadata: new.metadata.clone(),
-            };
-            let created = inner.insert_new(txn, template, now)?;
-            inner.append_audit(
-                txn,
-                AuditAction::Create,
-                created.info.id,
-                &created.info.name,
-            )?;
+            let mut created = Vec::with_capacity(templates.len());
+            for template in &templates {
+                let key = inner.insert_new(txn, template.clone(), now)?;
+                inner.append_audit(txn, AuditAction::Create, key.info.id, &key.info.name)?;
+                created.push(key);
+            }
             Ok(created)
         })
     }
@@ -640,19 +624,14 @@ impl KeyStore {
                 });
             }
             let template = Record {
-                id: 0,
-                alg: ALG_HMAC_SHA256_V1,
-                salt: [0; 16],
-                hash: [0; 32],
-                state: State::Active,
-                created_at: now,
-                updated_at: now,
-                expires_at: None,
                 replaces: Some(old.id),
-                replaced_by: None,
-                name: old.name.clone(),
-                scopes: old.scopes.clone(),
-                metadata: old.metadata.clone(),
+                ..blank_record(
+                    now,
+                    old.name.clone(),
+                    old.scopes.clone(),
+                    old.metadata.clone(),
+                    None,
+                )
             };
             let created = inner.insert_new(txn, template, now)?;
             let grace_end = now.saturating_add(time::duration_ms(grace));
@@ -852,6 +831,49 @@ fn spawn_flusher(inner: Weak<Inner>, interval: Duration) -> Result<Flusher> {
     })
 }
 
+/// Validates a new key's fields and returns its record, still without id, salt and hash.
+fn new_record(new: NewKey, now: i64) -> Result<Record> {
+    model::validate_name(&new.name)?;
+    let scopes = model::normalize_scopes(&new.scopes)?;
+    model::validate_metadata(&new.metadata)?;
+    let expires_at = new.expires_at.map(time::to_ms);
+    if expires_at.is_some_and(|at| at <= now) {
+        return Err(Error::invalid("the expiry must be in the future"));
+    }
+    Ok(blank_record(
+        now,
+        new.name,
+        scopes,
+        new.metadata,
+        expires_at,
+    ))
+}
+
+/// An active record without id, salt and hash yet.
+fn blank_record(
+    now: i64,
+    name: String,
+    scopes: Vec<String>,
+    metadata: BTreeMap<String, String>,
+    expires_at: Option<i64>,
+) -> Record {
+    Record {
+        id: 0,
+        alg: ALG_HMAC_SHA256_V1,
+        salt: [0; 16],
+        hash: [0; 32],
+        state: State::Active,
+        created_at: now,
+        updated_at: now,
+        expires_at,
+        replaces: None,
+        replaced_by: None,
+        name,
+        scopes,
+        metadata,
+    }
+}
+
 fn fill(rng: &SystemRandom, out: &mut [u8]) -> Result<()> {
     rng.fill(out)
         .map_err(|_| Error::Storage("the system random number generator failed".into()))
@@ -991,9 +1013,9 @@ impl Inner {
 
     /// The current read view, refreshed if this handle wrote since it was taken (always) or
     /// if it is older than the refresh interval (by one thread; the others keep the old one).
-    fn view(&self) -> Result<Arc<View>> {
+    fn view(&self) -> Result<arc_swap::Guard<Arc<View>>> {
         let epoch = self.local_epoch.load(Ordering::Acquire);
-        let current = Arc::clone(&self.view.read().unwrap_or_else(|p| p.into_inner()));
+        let current = self.view.load();
         let own_write_unseen = current.local_epoch != epoch;
         if !own_write_unseen && current.taken.elapsed() < self.refresh_interval {
             return Ok(current);
@@ -1009,7 +1031,7 @@ impl Inner {
         };
         // Another thread may have refreshed while this one waited.
         let epoch = self.local_epoch.load(Ordering::Acquire);
-        let current = Arc::clone(&self.view.read().unwrap_or_else(|p| p.into_inner()));
+        let current = self.view.load();
         if current.local_epoch == epoch && current.taken.elapsed() < self.refresh_interval {
             return Ok(current);
         }
@@ -1020,15 +1042,14 @@ impl Inner {
         } else {
             Arc::new(RecordCache::new(self.record_cache_entries))
         };
-        let fresh = Arc::new(View {
+        self.view.store(Arc::new(View {
             snapshot,
             taken: Instant::now(),
             local_epoch: epoch,
             generation,
             cache,
-        });
-        *self.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&fresh);
-        Ok(fresh)
+        }));
+        Ok(self.view.load())
     }
 
     fn lookup(&self, view: &View, id: u64) -> Result<Option<Arc<Cached>>> {

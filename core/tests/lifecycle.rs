@@ -417,3 +417,25 @@ fn audit_records_every_admin_change_with_actor() {
     let future = SystemTime::now() + Duration::from_secs(60);
     assert!(s.audit(Some(future), 10).unwrap().is_empty());
 }
+
+#[test]
+fn create_many_is_all_or_nothing() {
+    let t = open_new();
+    let s = &t.store;
+    let batch = (0..50).map(|i| NewKey::new(format!("bulk-{i}"))).collect();
+    let created = s.create_many(batch).unwrap();
+    assert_eq!(created.len(), 50);
+    for c in &created {
+        assert!(s.verify(c.key(), &[]).unwrap().is_valid());
+    }
+    let mut bad: Vec<NewKey> = (0..10).map(|i| NewKey::new(format!("more-{i}"))).collect();
+    bad.push(NewKey::new(""));
+    assert!(matches!(s.create_many(bad), Err(Error::InvalidArgument(_))));
+    assert_eq!(
+        s.list(&ListFilter::new()).unwrap().len(),
+        50,
+        "nothing of the bad batch"
+    );
+    assert_eq!(s.audit(None, 1000).unwrap().len(), 50);
+    assert!(s.create_many(Vec::new()).unwrap().is_empty());
+}
