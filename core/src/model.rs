@@ -224,6 +224,24 @@ impl NewKey {
         self.expires_at = Some(at);
         self
     }
+
+    /// Checks the fields as [`KeyStore::create`](crate::KeyStore::create) will, without a
+    /// store: name, scopes, metadata limits and an expiry in the future.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        validate_name(&self.name)?;
+        normalize_scopes(&self.scopes)?;
+        validate_metadata(&self.metadata)?;
+        if self
+            .expires_at
+            .is_some_and(|at| time::to_ms(at) <= time::now_ms())
+        {
+            return Err(Error::invalid("the expiry must be in the future"));
+        }
+        Ok(())
+    }
 }
 
 /// A newly created key: the only time the plaintext exists.

@@ -833,13 +833,9 @@ fn spawn_flusher(inner: Weak<Inner>, interval: Duration) -> Result<Flusher> {
 
 /// Validates a new key's fields and returns its record, still without id, salt and hash.
 fn new_record(new: NewKey, now: i64) -> Result<Record> {
-    model::validate_name(&new.name)?;
+    new.validate()?;
     let scopes = model::normalize_scopes(&new.scopes)?;
-    model::validate_metadata(&new.metadata)?;
     let expires_at = new.expires_at.map(time::to_ms);
-    if expires_at.is_some_and(|at| at <= now) {
-        return Err(Error::invalid("the expiry must be in the future"));
-    }
     Ok(blank_record(
         now,
         new.name,

@@ -19,6 +19,10 @@ const AUDIT: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("audit"
 /// Maps every redb error to the crate's error; the only place redb errors are seen.
 fn map_err(err: impl Into<redb::Error>) -> Error {
     match err.into() {
+        // redb reports a file that is not a database (bad magic number) as invalid data.
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            Error::Corrupt(format!("not a keystead store: {io}"))
+        }
         redb::Error::Io(io) => Error::Io(io),
         redb::Error::Corrupted(why) => Error::Corrupt(why),
         redb::Error::DatabaseAlreadyOpen => {

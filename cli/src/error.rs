@@ -1,0 +1,132 @@
+//! Exit codes and the one error type of the CLI.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// Success, or a key that verified.
+pub const EXIT_OK: u8 = 0;
+/// `verify` ran and the key is not valid (any outcome but `valid`).
+pub const EXIT_NOT_VALID: u8 = 1;
+/// Bad usage or input: a bad argument, an unknown key id, a refused state change.
+pub const EXIT_USAGE: u8 = 2;
+/// An operational failure: I/O, a missing or corrupt store, a wrong pepper, a lock.
+pub const EXIT_OPERATIONAL: u8 = 3;
+
+/// The exit code for an error of the core: the one place its variants are sorted into
+/// "the caller asked for something wrong" (2) and "the store or the machine failed" (3).
+pub fn core_exit_code(error: &keystead::Error) -> u8 {
+    use keystead::Error as E;
+    match error {
+        E::InvalidArgument(_)
+        | E::KeyNotFound(_)
+        | E::InvalidState { .. }
+        | E::PrefixMismatch { .. } => EXIT_USAGE,
+        // WrongPepper, UnsupportedVersion, Corrupt, Locked, Storage, Io and any variant added
+        // later (the enum is non-exhaustive).
+        _ => EXIT_OPERATIONAL,
+    }
+}
+
+/// A failed command: an exit code and a message for stderr (never containing key material).
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+    /// Print nothing (stdout was closed by the reader, e.g. `keystead list | head -1`).
+    pub quiet: bool,
+}
+
+impl Failure {
+    /// Bad usage or input (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            code: EXIT_USAGE,
+            message: message.into(),
+            quiet: false,
+        }
+    }
+
+    /// An operational failure (exit 3).
+    pub fn operational(message: impl Into<String>) -> Self {
+        Failure {
+            code: EXIT_OPERATIONAL,
+            message: message.into(),
+            quiet: false,
+        }
+    }
+
+    /// The same failure with `context: ` in front of its message.
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    /// Writing to stdout failed.
+    pub fn output(error: &std::io::Error) -> Self {
+        Failure {
+            code: EXIT_OPERATIONAL,
+            message: format!("cannot write to stdout: {error}"),
+            quiet: error.kind() == std::io::ErrorKind::BrokenPipe,
+        }
+    }
+
+    /// Prints `keystead: <message>` to stderr and gives the exit code.
+    pub fn report(&self) -> ExitCode {
+        if !self.quiet {
+            eprintln!("keystead: {}", self.message);
+        }
+        ExitCode::from(self.code)
+    }
+}
+
+impl From<keystead::Error> for Failure {
+    fn from(error: keystead::Error) -> Self {
+        Failure {
+            code: core_exit_code(&error),
+            message: error.to_string(),
+            quiet: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keystead::Error;
+
+    #[test]
+    fn core_errors_map_to_2_or_3() {
+        let id: keystead::KeyId = "00000000000g".parse().unwrap();
+        let usage = [
+            Error::InvalidArgument("x".into()),
+            Error::KeyNotFound(id),
+            Error::InvalidState {
+                id,
+                state: "revoked",
+                operation: "enabled",
+            },
+            Error::PrefixMismatch {
+                stored: "ks".into(),
+                requested: "hub".into(),
+            },
+        ];
+        for e in &usage {
+            assert_eq!(core_exit_code(e), EXIT_USAGE, "{e}");
+        }
+        let operational = [
+            Error::WrongPepper,
+            Error::UnsupportedVersion {
+                what: "schema",
+                found: 9,
+                supported: 1,
+            },
+            Error::Corrupt("x".into()),
+            Error::Locked("x".into()),
+            Error::Storage("x".into()),
+            Error::Io(std::io::Error::other("x")),
+        ];
+        for e in &operational {
+            assert_eq!(core_exit_code(e), EXIT_OPERATIONAL, "{e}");
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Turning keys, audit entries and usage into JSON values and text tables.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use keystead::{AuditEntry, KeyInfo, KeyStatus};
+use serde_json::{json, Map, Value};
+
+use crate::timefmt::format_time;
+
+/// A time as RFC 3339 UTC, or `null`.
+fn time_json(time: Option<SystemTime>) -> Value {
+    time.map_or(Value::Null, |t| Value::String(format_time(t)))
+}
+
+/// The stable JSON form of a key (never its secret).
+pub fn key_json(info: &KeyInfo) -> Value {
+    key_json_at(info, SystemTime::now())
+}
+
+fn key_json_at(info: &KeyInfo, now: SystemTime) -> Value {
+    let metadata: Map<String, Value> = info
+        .metadata()
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    json!({
+        "id": info.id().to_string(),
+        "name": info.name(),
+        "status": info.status_at(now).as_str(),
+        "scopes": info.scopes(),
+        "metadata": metadata,
+        "created_at": format_time(info.created_at()),
+        "updated_at": format_time(info.updated_at()),
+        "expires_at": time_json(info.expires_at()),
+        "last_used_at": time_json(info.last_used_at()),
+        "use_count": info.use_count(),
+        "replaces": info.replaces().map(|id| id.to_string()),
+        "replaced_by": info.replaced_by().map(|id| id.to_string()),
+    })
+}
+
+/// The JSON form of an audit entry.
+pub fn audit_json(entry: &AuditEntry) -> Value {
+    json!({
+        "seq": entry.seq,
+        "at": format_time(entry.at),
+        "actor": entry.actor,
+        "action": entry.action.as_str(),
+        "key_id": entry.key_id.to_string(),
+        "detail": entry.detail,
+    })
+}
+
+/// Text safe to print to a terminal: control characters (possible in metadata values and in
+/// audit actors written by other programs) are escaped.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        Cow::Owned(text.escape_debug().to_string())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// A name in quotes, escaped as needed.
+pub fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.escape_debug())
+}
+
+fn or_dash(text: String) -> String {
+    if text.is_empty() {
+        "-".to_owned()
+    } else {
+        text
+    }
+}
+
+fn time_or(time: Option<SystemTime>, absent: &str) -> String {
+    time.map_or_else(|| absent.to_owned(), format_time)
+}
+
+fn scopes_text(info: &KeyInfo) -> String {
+    or_dash(info.scopes().join(","))
+}
+
+fn metadata_text(info: &KeyInfo) -> String {
+    or_dash(
+        info.metadata()
+            .iter()
+            .map(|(k, v)| format!("{k}={}", printable(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.zip(&widths).enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            text.push_str(cell);
+            if i + 1 < widths.len() {
+                let pad = width.saturating_sub(cell.chars().count());
+                text.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// The `list` table: id, name, status, scopes, expires, last used, uses.
+pub fn key_table(keys: &[KeyInfo]) -> String {
+    let now = SystemTime::now();
+    let rows: Vec<Vec<String>> = keys
+        .iter()
+        .map(|k| {
+            vec![
+                k.id().to_string(),
+                k.name().to_owned(),
+                k.status_at(now).to_string(),
+                scopes_text(k),
+                time_or(k.expires_at(), "never"),
+                time_or(k.last_used_at(), "never"),
+                k.use_count().to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "NAME",
+            "STATUS",
+            "SCOPES",
+            "EXPIRES",
+            "LAST USED",
+            "USES",
+        ],
+        &rows,
+    )
+}
+
+/// The `show` summary: one field per line.
+pub fn key_details(info: &KeyInfo) -> String {
+    let link = |id: Option<keystead::KeyId>| id.map_or_else(|| "-".to_owned(), |i| i.to_string());
+    let status = info.status();
+    let mut status_text = status.to_string();
+    match (status, info.expires_at()) {
+        (KeyStatus::Expired, Some(at)) => {
+            let _ = write!(status_text, " (since {})", format_time(at));
+        }
+        (KeyStatus::Active | KeyStatus::Disabled, Some(at)) if info.replaced_by().is_some() => {
+            let _ = write!(
+                status_text,
+                " (rotated; grace period ends {})",
+                format_time(at)
+            );
+        }
+        _ => {}
+    }
+    let fields = [
+        ("id", info.id().to_string()),
+        ("name", info.name().to_owned()),
+        ("status", status_text),
+        ("scopes", scopes_text(info)),
+        ("metadata", metadata_text(info)),
+        ("created", format_time(info.created_at())),
+        ("updated", format_time(info.updated_at())),
+        ("expires", time_or(info.expires_at(), "never")),
+        ("last used", time_or(info.last_used_at(), "never")),
+        ("uses", info.use_count().to_string()),
+        ("replaces", link(info.replaces())),
+        ("replaced by", link(info.replaced_by())),
+    ];
+    let mut out = String::new();
+    for (label, value) in fields {
+        let _ = writeln!(out, "{:<12} {value}", format!("{label}:"));
+    }
+    out
+}
+
+/// The `audit` table, newest first.
+pub fn audit_table(entries: &[AuditEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.seq.to_string(),
+                format_time(e.at),
+                or_dash(printable(e.actor.as_deref().unwrap_or_default()).into_owned()),
+                e.action.to_string(),
+                e.key_id.to_string(),
+                printable(&e.detail).into_owned(),
+            ]
+        })
+        .collect();
+    table(&["SEQ", "TIME", "ACTOR", "ACTION", "KEY", "DETAIL"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_pads_all_but_the_last_column() {
+        let text = table(
+            &["A", "BB", "C"],
+            &[vec!["xxx".into(), "y".into(), "zzzz".into()]],
+        );
+        assert_eq!(text, "A    BB  C\nxxx  y   zzzz\n");
+    }
+
+    #[test]
+    fn printable_escapes_control_characters() {
+        assert_eq!(printable("plain"), "plain");
+        assert_eq!(printable("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+    }
+}
