@@ -1,1 +1,683 @@
-//! placeholder
+//! keystead-ffi: the uniffi layer that the Swift and Kotlin bindings are generated from.
+//!
+//! It is deliberately thin: one Object, [`KeyStore`], wrapping the core
+//! [`keystead::KeyStore`]; plain Records mirroring the core data types (ids are the 12-character
+//! strings, statuses, outcome codes and audit actions are the stable lowercase names the core
+//! documents for bindings); and one error enum, [`KeysteadError`], mapped from
+//! [`keystead::Error`] by [`map_error`]. Every rule (validation, limits, verification) lives
+//! in the core.
+//!
+//! Plaintext key material crosses the boundary in exactly one place: [`CreatedKey::key`].
+//!
+//! Regenerate the Swift bindings with `bindings/swift/generate.sh`; `scripts/test-swift.sh`
+//! checks that the committed files match.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+use std::time::{Duration, SystemTime};
+
+use keystead as ks;
+
+// The uniffi namespace, and so the generated file names (`keystead.swift`, `keysteadFFI.h`,
+// `keysteadFFI.modulemap`). The exported C symbols are named after the crate instead:
+// `uniffi_keystead_ffi_fn_*`, `ffi_keystead_ffi_*`.
+uniffi::setup_scaffolding!("keystead");
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// Every failure of the API. A presented key that does not verify is never an error: it is a
+/// `Verification` with `ok == false`.
+///
+/// Each case carries a human-readable message (never key material). In Swift it is
+/// `KeysteadError.KeyNotFound(message:)` etc., in Kotlin `KeysteadException.KeyNotFound`.
+// Flat: only the message crosses the boundary. (A rich error with a `message` field would
+// clash with `Throwable.message` in the generated Kotlin.)
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
+#[uniffi(flat_error)]
+pub enum KeysteadError {
+    /// The file could not be used: I/O failure, lock held by another process, corruption or
+    /// another storage-engine failure.
+    #[error("{message}")]
+    Store {
+        /// What went wrong.
+        message: String,
+    },
+    /// The pepper given at open is not the one the store was created with.
+    #[error("{message}")]
+    WrongPepper {
+        /// What went wrong.
+        message: String,
+    },
+    /// An argument is out of bounds: name, scope, metadata, prefix, expiry, key id, status name.
+    #[error("{message}")]
+    InvalidArgument {
+        /// What went wrong.
+        message: String,
+    },
+    /// No key with this id exists in the store.
+    #[error("{message}")]
+    KeyNotFound {
+        /// What went wrong.
+        message: String,
+    },
+    /// The key's state forbids the operation, e.g. enabling a revoked key.
+    #[error("{message}")]
+    InvalidState {
+        /// What went wrong.
+        message: String,
+    },
+    /// A prefix was requested at open that differs from the store's own.
+    #[error("{message}")]
+    PrefixMismatch {
+        /// What went wrong.
+        message: String,
+    },
+    /// The file was written by a newer keystead.
+    #[error("{message}")]
+    UnsupportedVersion {
+        /// What went wrong.
+        message: String,
+    },
+    /// The `KeyStore` was closed; open a new one.
+    #[error("{message}")]
+    Closed {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// The one mapping from core errors to [`KeysteadError`]; the message is the core's.
+pub fn map_error(error: ks::Error) -> KeysteadError {
+    let message = error.to_string();
+    match error {
+        ks::Error::InvalidArgument(_) => KeysteadError::InvalidArgument { message },
+        ks::Error::KeyNotFound(_) => KeysteadError::KeyNotFound { message },
+        ks::Error::InvalidState { .. } => KeysteadError::InvalidState { message },
+        ks::Error::WrongPepper => KeysteadError::WrongPepper { message },
+        ks::Error::PrefixMismatch { .. } => KeysteadError::PrefixMismatch { message },
+        ks::Error::UnsupportedVersion { .. } => KeysteadError::UnsupportedVersion { message },
+        // Corrupt, Locked, Storage, Io, and any failure a later core adds.
+        _ => KeysteadError::Store { message },
+    }
+}
+
+impl From<ks::Error> for KeysteadError {
+    fn from(error: ks::Error) -> Self {
+        map_error(error)
+    }
+}
+
+type Result<T, E = KeysteadError> = std::result::Result<T, E>;
+
+fn to_usize(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records
+// ---------------------------------------------------------------------------------------------
+
+/// How a store is opened. Every field is optional; unset means the core default.
+///
+/// `Debug` (exported: Swift's `debugDescription`) never shows the pepper.
+#[derive(Clone, Default, PartialEq, Eq, uniffi::Record)]
+#[uniffi::export(Debug)]
+pub struct OpenOptions {
+    /// The key prefix (`[a-z][a-z0-9_]{0,15}`): used when creating the store, checked against an
+    /// existing one. A new store gets `ks`.
+    #[uniffi(default)]
+    pub prefix: Option<String>,
+    /// A secret mixed into every hash, 1 to 1024 bytes. Opening with a different pepper than
+    /// the store was created with fails with `WrongPepper`. The FFI copies of these bytes are
+    /// not wiped; the core's copy is.
+    #[uniffi(default)]
+    pub pepper: Option<Vec<u8>>,
+    /// The storage engine's page cache, in bytes (default 32 MiB).
+    #[uniffi(default)]
+    pub cache_size: Option<u64>,
+    /// How long verify may use one read snapshot before seeing other processes' changes
+    /// (default 1 s; zero takes a snapshot per verify).
+    #[uniffi(default)]
+    pub refresh_interval: Option<Duration>,
+    /// How often counted usage is written in the background (default 1 s; zero: only on
+    /// `flush`, `close` and when the object is freed).
+    #[uniffi(default)]
+    pub flush_interval: Option<Duration>,
+    /// How many key records verify keeps decoded in memory (default 65,536; 0 disables).
+    #[uniffi(default)]
+    pub record_cache_entries: Option<u64>,
+    /// Who is making changes, recorded with every audit entry of this handle.
+    #[uniffi(default)]
+    pub actor: Option<String>,
+}
+
+impl fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("prefix", &self.prefix)
+            .field("pepper", &self.pepper.as_ref().map(|_| "<redacted>"))
+            .field("cache_size", &self.cache_size)
+            .field("refresh_interval", &self.refresh_interval)
+            .field("flush_interval", &self.flush_interval)
+            .field("record_cache_entries", &self.record_cache_entries)
+            .field("actor", &self.actor)
+            .finish()
+    }
+}
+
+impl From<OpenOptions> for ks::Options {
+    fn from(options: OpenOptions) -> Self {
+        let mut out = ks::Options::new();
+        if let Some(prefix) = options.prefix {
+            out = out.prefix(prefix);
+        }
+        if let Some(pepper) = options.pepper {
+            out = out.pepper(pepper);
+        }
+        if let Some(bytes) = options.cache_size {
+            out = out.cache_size(to_usize(bytes));
+        }
+        if let Some(interval) = options.refresh_interval {
+            out = out.refresh_interval(interval);
+        }
+        if let Some(interval) = options.flush_interval {
+            out = out.flush_interval(interval);
+        }
+        if let Some(entries) = options.record_cache_entries {
+            out = out.record_cache_entries(to_usize(entries));
+        }
+        if let Some(actor) = options.actor {
+            out = out.actor(actor);
+        }
+        out
+    }
+}
+
+/// What to create: a name plus optional scopes, metadata and expiry.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct NewKey {
+    /// A descriptive name, e.g. `dev-server-integration` (1 to 128 characters).
+    pub name: String,
+    /// The scopes the key grants, e.g. `chat:completions`.
+    #[uniffi(default)]
+    pub scopes: Vec<String>,
+    /// Free-form string metadata.
+    #[uniffi(default)]
+    pub metadata: HashMap<String, String>,
+    /// When the key stops verifying; must be in the future.
+    #[uniffi(default)]
+    pub expires_at: Option<SystemTime>,
+}
+
+impl From<NewKey> for ks::NewKey {
+    fn from(new: NewKey) -> Self {
+        let mut out = ks::NewKey::new(new.name)
+            .scopes(new.scopes)
+            .metadata(new.metadata);
+        if let Some(at) = new.expires_at {
+            out = out.expires_at(at);
+        }
+        out
+    }
+}
+
+/// Everything about a key except its secret.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct KeyInfo {
+    /// The public 12-character id.
+    pub id: String,
+    /// The descriptive name.
+    pub name: String,
+    /// The scopes the key grants, sorted.
+    pub scopes: Vec<String>,
+    /// Free-form string metadata.
+    pub metadata: HashMap<String, String>,
+    /// `active`, `disabled`, `revoked` or `expired`, as of when this value was made.
+    pub status: String,
+    /// When the key was created.
+    pub created_at: SystemTime,
+    /// When the key's record last changed.
+    pub updated_at: SystemTime,
+    /// When the key stops verifying, if ever.
+    pub expires_at: Option<SystemTime>,
+    /// The last successful verification recorded in the store (usage is flushed in batches).
+    pub last_used_at: Option<SystemTime>,
+    /// Successful verifications recorded in the store (usage is flushed in batches).
+    pub use_count: u64,
+    /// The id of the key this one replaced by rotation.
+    pub replaces: Option<String>,
+    /// The id of the key that replaced this one by rotation.
+    pub replaced_by: Option<String>,
+}
+
+impl From<&ks::KeyInfo> for KeyInfo {
+    fn from(info: &ks::KeyInfo) -> Self {
+        KeyInfo {
+            id: info.id().to_string(),
+            name: info.name().to_owned(),
+            scopes: info.scopes().to_vec(),
+            metadata: info
+                .metadata()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            status: info.status().as_str().to_owned(),
+            created_at: info.created_at(),
+            updated_at: info.updated_at(),
+            expires_at: info.expires_at(),
+            last_used_at: info.last_used_at(),
+            use_count: info.use_count(),
+            replaces: info.replaces().map(|id| id.to_string()),
+            replaced_by: info.replaced_by().map(|id| id.to_string()),
+        }
+    }
+}
+
+impl From<ks::KeyInfo> for KeyInfo {
+    fn from(info: ks::KeyInfo) -> Self {
+        KeyInfo::from(&info)
+    }
+}
+
+/// A newly created (or rotated-in) key.
+///
+/// `key` is the ONE place where plaintext key material crosses the FFI boundary. Show it to
+/// the user once and drop it: only its hash is stored, so it cannot be recovered. The core
+/// wipes its own copy; the copies made to hand it over (the Rust `String` here, the transfer
+/// buffer, the Swift or Kotlin string) cannot be wiped. `Debug` and `Display` never show it,
+/// and they are exported, so Swift's `description`/`debugDescription` (what `print` and string
+/// interpolation use) and Kotlin's `toString()` do not either. (Swift's `dump()` reflects over
+/// the stored fields and would show it.)
+#[derive(Clone, PartialEq, Eq, uniffi::Record)]
+#[uniffi::export(Debug, Display)]
+pub struct CreatedKey {
+    /// The full key, e.g. `ks_...` (61 characters after the prefix and `_`). Plaintext.
+    pub key: String,
+    /// The stored information about the key.
+    pub info: KeyInfo,
+}
+
+impl fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreatedKey")
+            .field("key", &"<redacted>")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl fmt::Display for CreatedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "key {} ({:?}, key redacted)",
+            self.info.id, self.info.name
+        )
+    }
+}
+
+impl From<ks::CreatedKey> for CreatedKey {
+    fn from(created: ks::CreatedKey) -> Self {
+        // `key` is a `Zeroizing<String>`: the core's copy is wiped when it drops here.
+        let (key, info) = created.into_parts();
+        CreatedKey {
+            key: key.as_str().to_owned(),
+            info: KeyInfo::from(info),
+        }
+    }
+}
+
+/// The result of `verify` / `verify_header`: answer the request with `http_status` and, when
+/// set, a `WWW-Authenticate: <www_authenticate>` header.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Verification {
+    /// Whether the credential is accepted (`code == "valid"`).
+    pub ok: bool,
+    /// The stable outcome code: `valid`, `missing`, `malformed`, `not_found`, `disabled`,
+    /// `revoked`, `expired` or `insufficient_scope`.
+    pub code: String,
+    /// The key, only when its secret matched (valid, disabled, revoked, expired,
+    /// insufficient_scope).
+    pub key: Option<KeyInfo>,
+    /// 200, 400, 401 or 403.
+    pub http_status: u16,
+    /// The RFC 6750 `WWW-Authenticate` value, or none for a valid key.
+    pub www_authenticate: Option<String>,
+}
+
+impl From<ks::Verification> for Verification {
+    fn from(check: ks::Verification) -> Self {
+        Verification {
+            ok: check.is_valid(),
+            code: check.code().to_owned(),
+            key: check.key().map(KeyInfo::from),
+            http_status: check.http_status(),
+            www_authenticate: check.www_authenticate(),
+        }
+    }
+}
+
+/// Which keys `list` returns, and how many. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+pub struct ListFilter {
+    /// Only keys with this status now: `active`, `disabled`, `revoked` or `expired`.
+    #[uniffi(default)]
+    pub status: Option<String>,
+    /// Only keys whose name starts with this.
+    #[uniffi(default)]
+    pub name_prefix: Option<String>,
+    /// Only keys that grant this scope.
+    #[uniffi(default)]
+    pub scope: Option<String>,
+    /// Only keys that have not expired yet but will within this time.
+    #[uniffi(default)]
+    pub expiring_within: Option<Duration>,
+    /// Paging: only keys with an id after this one (the last id of the previous page).
+    #[uniffi(default)]
+    pub after: Option<String>,
+    /// Paging: at most this many keys.
+    #[uniffi(default)]
+    pub limit: Option<u32>,
+}
+
+impl TryFrom<ListFilter> for ks::ListFilter {
+    type Error = ks::Error;
+
+    /// Fails with `InvalidArgument` for an unknown status name or a malformed `after` id.
+    fn try_from(filter: ListFilter) -> Result<Self, ks::Error> {
+        let mut out = ks::ListFilter::new();
+        if let Some(status) = filter.status {
+            out = out.status(ks::KeyStatus::parse(&status)?);
+        }
+        if let Some(prefix) = filter.name_prefix {
+            out = out.name_prefix(prefix);
+        }
+        if let Some(scope) = filter.scope {
+            out = out.scope(scope);
+        }
+        if let Some(within) = filter.expiring_within {
+            out = out.expiring_within(within);
+        }
+        if let Some(after) = filter.after {
+            out = out.after(after.parse()?);
+        }
+        if let Some(limit) = filter.limit {
+            out = out.limit(to_usize(u64::from(limit)));
+        }
+        Ok(out)
+    }
+}
+
+/// Successful verifications of one key on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct DailyUsage {
+    /// Midnight UTC at the start of the day.
+    pub day: SystemTime,
+    /// Successful verifications that day.
+    pub count: u64,
+}
+
+impl From<ks::DailyUsage> for DailyUsage {
+    fn from(usage: ks::DailyUsage) -> Self {
+        DailyUsage {
+            day: usage.day,
+            count: usage.count,
+        }
+    }
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct AuditEntry {
+    /// Position in the log, increasing.
+    pub seq: u64,
+    /// When the change was committed.
+    pub at: SystemTime,
+    /// Who made it (`OpenOptions.actor`).
+    pub actor: Option<String>,
+    /// `create`, `rename`, `set_scopes`, `set_metadata`, `set_expiry`, `disable`, `enable`,
+    /// `revoke`, `rotate` or `delete`.
+    pub action: String,
+    /// The id of the key concerned.
+    pub key_id: String,
+    /// A short description, e.g. the new name. Never key material.
+    pub detail: String,
+}
+
+impl From<ks::AuditEntry> for AuditEntry {
+    fn from(entry: ks::AuditEntry) -> Self {
+        AuditEntry {
+            seq: entry.seq,
+            at: entry.at,
+            actor: entry.actor,
+            action: entry.action.as_str().to_owned(),
+            key_id: entry.key_id.to_string(),
+            detail: entry.detail,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The KeyStore object
+// ---------------------------------------------------------------------------------------------
+
+/// An open key store. Safe to share between threads.
+///
+/// `close()` flushes pending usage and releases the file; it waits for calls in progress, and
+/// every later call fails with `KeysteadError.Closed`. Closing twice is allowed. Freeing the
+/// object without `close()` also flushes and releases the file, but cannot report a failure.
+#[derive(uniffi::Object)]
+pub struct KeyStore {
+    // `None` once closed. Calls hold the read lock while they run, so `close` (write lock)
+    // waits for them and no call can see a half-closed store.
+    inner: RwLock<Option<ks::KeyStore>>,
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.read() {
+            Some(store) => f.debug_tuple("KeyStore").field(store).finish(),
+            None => f.write_str("KeyStore(closed)"),
+        }
+    }
+}
+
+impl KeyStore {
+    fn read(&self) -> RwLockReadGuard<'_, Option<ks::KeyStore>> {
+        // A panic while closing cannot leave the Option half-written; ignore poisoning.
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn with<T>(&self, call: impl FnOnce(&ks::KeyStore) -> Result<T, ks::Error>) -> Result<T> {
+        match &*self.read() {
+            Some(store) => call(store).map_err(map_error),
+            None => Err(KeysteadError::Closed {
+                message: "the key store is closed".to_owned(),
+            }),
+        }
+    }
+
+    /// Like `with`, parsing `id` first (after the closed check, so a closed store always
+    /// answers `Closed`).
+    fn with_id<T>(
+        &self,
+        id: &str,
+        call: impl FnOnce(&ks::KeyStore, ks::KeyId) -> Result<T, ks::Error>,
+    ) -> Result<T> {
+        self.with(|store| call(store, id.parse()?))
+    }
+}
+
+#[uniffi::export]
+impl KeyStore {
+    /// Opens the store at `path`, creating the file (mode 0600) if it does not exist.
+    #[uniffi::constructor(default(options))]
+    pub fn open(path: String, options: OpenOptions) -> Result<Self> {
+        let store = ks::KeyStore::open(path, options.into())?;
+        Ok(KeyStore {
+            inner: RwLock::new(Some(store)),
+        })
+    }
+
+    /// The prefix of every key this store issues, e.g. `ks`.
+    pub fn prefix(&self) -> Result<String> {
+        self.with(|store| Ok(store.prefix().to_owned()))
+    }
+
+    /// Creates a key. The plaintext is in the returned `CreatedKey.key` and nowhere else.
+    pub fn create(&self, new_key: NewKey) -> Result<CreatedKey> {
+        self.with(|store| store.create(new_key.into()).map(CreatedKey::from))
+    }
+
+    /// The key with this id, or none.
+    pub fn get(&self, id: String) -> Result<Option<KeyInfo>> {
+        self.with_id(&id, |store, id| Ok(store.get(id)?.map(KeyInfo::from)))
+    }
+
+    /// Keys matching `filter`, in id order.
+    #[uniffi::method(default(filter))]
+    pub fn list(&self, filter: ListFilter) -> Result<Vec<KeyInfo>> {
+        self.with(|store| {
+            Ok(store
+                .list(&ks::ListFilter::try_from(filter)?)?
+                .into_iter()
+                .map(KeyInfo::from)
+                .collect())
+        })
+    }
+
+    /// Renames a key.
+    pub fn rename(&self, id: String, name: String) -> Result<KeyInfo> {
+        self.with_id(&id, |store, id| store.rename(id, &name).map(KeyInfo::from))
+    }
+
+    /// Replaces a key's metadata.
+    pub fn set_metadata(&self, id: String, metadata: HashMap<String, String>) -> Result<KeyInfo> {
+        let metadata: BTreeMap<String, String> = metadata.into_iter().collect();
+        self.with_id(&id, |store, id| {
+            store.set_metadata(id, metadata).map(KeyInfo::from)
+        })
+    }
+
+    /// Replaces a key's scopes.
+    pub fn set_scopes(&self, id: String, scopes: Vec<String>) -> Result<KeyInfo> {
+        self.with_id(&id, |store, id| {
+            store.set_scopes(id, &scopes).map(KeyInfo::from)
+        })
+    }
+
+    /// Sets (or with none clears) a key's expiry; a new expiry must be in the future.
+    pub fn set_expiry(&self, id: String, expires_at: Option<SystemTime>) -> Result<KeyInfo> {
+        self.with_id(&id, |store, id| {
+            store.set_expiry(id, expires_at).map(KeyInfo::from)
+        })
+    }
+
+    /// Stops a key from verifying until `enable`.
+    pub fn disable(&self, id: String) -> Result<KeyInfo> {
+        self.with_id(&id, |store, id| store.disable(id).map(KeyInfo::from))
+    }
+
+    /// Lets a disabled key verify again.
+    pub fn enable(&self, id: String) -> Result<KeyInfo> {
+        self.with_id(&id, |store, id| store.enable(id).map(KeyInfo::from))
+    }
+
+    /// Permanently stops a key from verifying.
+    pub fn revoke(&self, id: String) -> Result<KeyInfo> {
+        self.with_id(&id, |store, id| store.revoke(id).map(KeyInfo::from))
+    }
+
+    /// Issues a replacement key; the old one keeps verifying for `grace`.
+    pub fn rotate(&self, id: String, grace: Duration) -> Result<CreatedKey> {
+        self.with_id(&id, |store, id| {
+            store.rotate(id, grace).map(CreatedKey::from)
+        })
+    }
+
+    /// Removes a key and its usage counters (its audit entries stay).
+    pub fn delete(&self, id: String) -> Result<()> {
+        self.with_id(&id, |store, id| store.delete(id))
+    }
+
+    /// Verifies a bare key (e.g. from an `x-api-key` header) and checks that it grants every
+    /// scope in `required_scopes`. A bad credential is a `Verification`, not an error.
+    #[uniffi::method(default(required_scopes))]
+    pub fn verify(&self, presented: String, required_scopes: Vec<String>) -> Result<Verification> {
+        let scopes: Vec<&str> = required_scopes.iter().map(String::as_str).collect();
+        self.with(|store| store.verify(&presented, &scopes).map(Verification::from))
+    }
+
+    /// Verifies the value of an `Authorization` header (`Bearer <key>`).
+    #[uniffi::method(default(required_scopes))]
+    pub fn verify_header(
+        &self,
+        authorization: String,
+        required_scopes: Vec<String>,
+    ) -> Result<Verification> {
+        let scopes: Vec<&str> = required_scopes.iter().map(String::as_str).collect();
+        self.with(|store| {
+            store
+                .verify_header(&authorization, &scopes)
+                .map(Verification::from)
+        })
+    }
+
+    /// Daily counts of successful verifications for the UTC days from `from` to `to`
+    /// inclusive (days with no use are left out).
+    pub fn usage(&self, id: String, from: SystemTime, to: SystemTime) -> Result<Vec<DailyUsage>> {
+        self.with_id(&id, |store, id| {
+            Ok(store
+                .usage(id, from, to)?
+                .into_iter()
+                .map(DailyUsage::from)
+                .collect())
+        })
+    }
+
+    /// The audit log, newest first: at most `limit` entries committed at or after `since`.
+    #[uniffi::method(default(since = None, limit = 100))]
+    pub fn audit(&self, since: Option<SystemTime>, limit: u32) -> Result<Vec<AuditEntry>> {
+        self.with(|store| {
+            Ok(store
+                .audit(since, to_usize(u64::from(limit)))?
+                .into_iter()
+                .map(AuditEntry::from)
+                .collect())
+        })
+    }
+
+    /// Writes the usage counted so far to the store.
+    pub fn flush(&self) -> Result<()> {
+        self.with(ks::KeyStore::flush)
+    }
+
+    /// Flushes usage and closes the store, reporting a failure to flush. Later calls fail with
+    /// `Closed`; closing again does nothing.
+    pub fn close(&self) -> Result<()> {
+        let store = self
+            .inner
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match store {
+            Some(store) => store.close().map_err(map_error),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `close` has been called.
+    pub fn is_closed(&self) -> bool {
+        self.read().is_none()
+    }
+}
+
+/// Runs the storage engine's full integrity check on a store file that is not open in this
+/// process. Returns true if the file is intact.
+#[uniffi::export]
+pub fn check_integrity(path: String) -> Result<bool> {
+    Ok(ks::KeyStore::check_integrity(path)?)
+}

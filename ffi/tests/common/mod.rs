@@ -1,0 +1,36 @@
+//! Helpers shared by the ffi integration tests.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::time::Duration;
+
+use keystead_ffi::{KeyStore, NewKey, OpenOptions};
+
+/// A store in a fresh temporary directory (kept alive by the returned guard).
+pub fn open_temp(options: OpenOptions) -> (tempfile::TempDir, String, KeyStore) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir
+        .path()
+        .join("keystead.redb")
+        .to_str()
+        .expect("utf-8 temp path")
+        .to_owned();
+    let store = KeyStore::open(path.clone(), options).expect("open");
+    (dir, path, store)
+}
+
+/// Options without the background flusher, so tests control when usage is written.
+pub fn quiet() -> OpenOptions {
+    OpenOptions {
+        flush_interval: Some(Duration::ZERO),
+        ..OpenOptions::default()
+    }
+}
+
+pub fn new_key(name: &str) -> NewKey {
+    NewKey {
+        name: name.to_owned(),
+        scopes: Vec::new(),
+        metadata: Default::default(),
+        expires_at: None,
+    }
+}
