@@ -64,7 +64,7 @@ impl KeyStatus {
             "expired" => Ok(KeyStatus::Expired),
             other => Err(Error::invalid(format!(
                 "unknown status `{}` (expected active, disabled, revoked or expired)",
-                other.escape_debug()
+                truncate_for_message(other)
             ))),
         }
     }

@@ -811,15 +811,16 @@ fn spawn_flusher(inner: Weak<Inner>, interval: Duration) -> Result<Flusher> {
         .name("keystead-flush".into())
         .spawn(move || {
             let (lock, condvar) = &*signal;
-            let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
             loop {
-                let (guard, _) = condvar
-                    .wait_timeout(stopped, interval)
+                // Waiting on the predicate also catches a stop signalled before the first wait.
+                let stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let (stopped, _) = condvar
+                    .wait_timeout_while(stopped, interval, |stopped| !*stopped)
                     .unwrap_or_else(|p| p.into_inner());
-                stopped = guard;
                 if *stopped {
                     return;
                 }
+                drop(stopped);
                 let Some(inner) = inner.upgrade() else { return };
                 // A failed flush keeps its counts for the next try.
                 let _ = inner.flush();

@@ -439,3 +439,24 @@ fn create_many_is_all_or_nothing() {
     assert_eq!(s.audit(None, 1000).unwrap().len(), 50);
     assert!(s.create_many(Vec::new()).unwrap().is_empty());
 }
+
+#[test]
+fn close_right_after_open_does_not_wait_for_the_flush_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = keystead::KeyStore::open(
+        dir.path().join("k.redb"),
+        keystead::Options::new().flush_interval(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    store.close().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+}
+
+#[test]
+fn a_bad_status_name_is_not_echoed_in_full() {
+    let t = open_new();
+    let key = t.store.create(NewKey::new("x")).unwrap();
+    let err = KeyStatus::parse(key.key()).unwrap_err().to_string();
+    assert!(!err.contains(&key.key()[15..]), "{err}");
+}
