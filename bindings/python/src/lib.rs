@@ -1,1 +1,761 @@
-//! placeholder
+//! `keystead._keystead`: the Python binding of keystead, re-exported by `keystead/__init__.py`.
+//!
+//! Thin by design: every rule lives in the core crate. This file only converts types
+//! (`datetime` <-> `SystemTime`, `timedelta` <-> `Duration`, ids as `str`), releases the GIL
+//! around every store call, and maps [`keystead::Error`] to Python exceptions in [`to_py_err`].
+//! The exception classes are defined in Python (`keystead/_errors.py`) so that
+//! `InvalidArgument` can subclass both `KeysteadError` and `ValueError`.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use keystead::{
+    AuditEntry, DailyUsage, Error, KeyId, KeyInfo, KeyStatus, ListFilter, NewKey, Options,
+    Verification, Zeroizing,
+};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBytes, PyDateTime, PyDelta, PyDeltaAccess, PyMapping, PyString, PyTuple, PyTzInfo,
+};
+use pyo3::IntoPyObjectExt;
+
+mod errors {
+    pyo3::import_exception!(keystead._errors, KeysteadError);
+    pyo3::import_exception!(keystead._errors, StoreError);
+    pyo3::import_exception!(keystead._errors, WrongPepperError);
+    pyo3::import_exception!(keystead._errors, InvalidArgument);
+    pyo3::import_exception!(keystead._errors, KeyNotFoundError);
+    pyo3::import_exception!(keystead._errors, InvalidStateError);
+    pyo3::import_exception!(keystead._errors, PrefixMismatchError);
+    pyo3::import_exception!(keystead._errors, UnsupportedVersionError);
+}
+
+/// The one place where core errors become Python exceptions. The message is core's own (it
+/// never contains key material).
+fn to_py_err(error: Error) -> PyErr {
+    let message = error.to_string();
+    match error {
+        Error::InvalidArgument(_) => errors::InvalidArgument::new_err(message),
+        Error::KeyNotFound(_) => errors::KeyNotFoundError::new_err(message),
+        Error::InvalidState { .. } => errors::InvalidStateError::new_err(message),
+        Error::WrongPepper => errors::WrongPepperError::new_err(message),
+        Error::PrefixMismatch { .. } => errors::PrefixMismatchError::new_err(message),
+        Error::UnsupportedVersion { .. } => errors::UnsupportedVersionError::new_err(message),
+        Error::Corrupt(_) | Error::Locked(_) | Error::Storage(_) | Error::Io(_) => {
+            errors::StoreError::new_err(message)
+        }
+        _ => errors::KeysteadError::new_err(message),
+    }
+}
+
+/// An argument the binding itself rejects (naive datetime, negative timedelta, ...).
+fn invalid(message: impl Into<String>) -> PyErr {
+    to_py_err(Error::InvalidArgument(message.into()))
+}
+
+// ---- argument conversions ----
+
+fn key_id(text: &str) -> PyResult<KeyId> {
+    text.parse().map_err(to_py_err)
+}
+
+fn unix_epoch(py: Python<'_>) -> PyResult<&Bound<'_, PyDateTime>> {
+    static EPOCH: PyOnceLock<Py<PyDateTime>> = PyOnceLock::new();
+    Ok(EPOCH
+        .get_or_try_init(py, || {
+            let utc = PyTzInfo::utc(py)?;
+            PyDateTime::new(py, 1970, 1, 1, 0, 0, 0, 0, Some(&utc)).map(Bound::unbind)
+        })?
+        .bind(py))
+}
+
+const MICROS_PER_DAY: i128 = 86_400_000_000;
+
+fn delta_micros(delta: &Bound<'_, PyDelta>) -> i128 {
+    i128::from(delta.get_days()) * MICROS_PER_DAY
+        + i128::from(delta.get_seconds()) * 1_000_000
+        + i128::from(delta.get_microseconds())
+}
+
+/// A timezone-aware `datetime`; naive ones are refused (their meaning depends on the host).
+struct Timestamp(SystemTime);
+
+impl FromPyObject<'_, '_> for Timestamp {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
+        let datetime = obj.cast::<PyDateTime>()?;
+        if datetime.call_method0("utcoffset")?.is_none() {
+            return Err(invalid(
+                "naive datetime: pass a timezone-aware one, e.g. datetime.now(timezone.utc)",
+            ));
+        }
+        let since_epoch = datetime.sub(unix_epoch(obj.py())?)?;
+        let micros = delta_micros(since_epoch.cast::<PyDelta>()?);
+        let offset =
+            Duration::from_micros(u64::try_from(micros.unsigned_abs()).unwrap_or(u64::MAX));
+        let time = if micros >= 0 {
+            UNIX_EPOCH.checked_add(offset)
+        } else {
+            UNIX_EPOCH.checked_sub(offset)
+        };
+        time.map(Timestamp)
+            .ok_or_else(|| invalid("datetime out of range"))
+    }
+}
+
+/// A UTC `datetime` for a core timestamp.
+fn datetime(py: Python<'_>, time: SystemTime) -> PyResult<Bound<'_, PyAny>> {
+    let micros = match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i128::try_from(after.as_micros()).unwrap_or(i128::MAX),
+        Err(before) => -i128::try_from(before.duration().as_micros()).unwrap_or(i128::MAX),
+    };
+    let out_of_range = |_| invalid("timestamp out of the range of datetime");
+    let days = i32::try_from(micros.div_euclid(MICROS_PER_DAY)).map_err(out_of_range)?;
+    let rest = micros.rem_euclid(MICROS_PER_DAY);
+    let seconds = i32::try_from(rest / 1_000_000).map_err(out_of_range)?;
+    let micros = i32::try_from(rest % 1_000_000).map_err(out_of_range)?;
+    let delta = PyDelta::new(py, days, seconds, micros, false)?;
+    unix_epoch(py)?.add(delta)
+}
+
+fn opt_datetime(py: Python<'_>, time: Option<SystemTime>) -> PyResult<Option<Bound<'_, PyAny>>> {
+    time.map(|t| datetime(py, t)).transpose()
+}
+
+/// A non-negative `timedelta`.
+struct Span(Duration);
+
+impl FromPyObject<'_, '_> for Span {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
+        let delta = obj.cast::<PyDelta>()?;
+        let micros = delta_micros(&delta);
+        u64::try_from(micros)
+            .map(|m| Span(Duration::from_micros(m)))
+            .map_err(|_| invalid("a duration must not be negative"))
+    }
+}
+
+/// Scopes: any iterable of `str` except a bare `str` (which would be split into characters).
+#[derive(Default)]
+struct Scopes(Vec<String>);
+
+impl FromPyObject<'_, '_> for Scopes {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
+        if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+            return Err(PyTypeError::new_err(
+                "scopes must be an iterable of str such as a tuple or list, not a single string",
+            ));
+        }
+        let scopes = obj
+            .try_iter()?
+            .map(|item| item?.extract::<String>())
+            .collect::<PyResult<_>>()?;
+        Ok(Scopes(scopes))
+    }
+}
+
+impl Scopes {
+    fn as_strs(&self) -> Vec<&str> {
+        self.0.iter().map(String::as_str).collect()
+    }
+}
+
+/// Metadata: any mapping of `str` to `str`.
+struct Metadata(BTreeMap<String, String>);
+
+impl FromPyObject<'_, '_> for Metadata {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
+        let items = obj.cast::<PyMapping>()?.items()?;
+        let entries = items
+            .iter()
+            .map(|item| item.extract::<(String, String)>())
+            .collect::<PyResult<_>>()?;
+        Ok(Metadata(entries))
+    }
+}
+
+/// A pepper given as `bytes` or `str` (UTF-8 encoded).
+struct Pepper(Zeroizing<Vec<u8>>);
+
+impl FromPyObject<'_, '_> for Pepper {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
+        if let Ok(bytes) = obj.cast::<PyBytes>() {
+            return Ok(Pepper(Zeroizing::new(bytes.as_bytes().to_vec())));
+        }
+        if let Ok(text) = obj.cast::<PyString>() {
+            return Ok(Pepper(Zeroizing::new(text.to_str()?.as_bytes().to_vec())));
+        }
+        Err(PyTypeError::new_err("pepper must be bytes or str"))
+    }
+}
+
+/// An `Authorization` header value: `str`, `bytes` or `None` (absent).
+fn header_bytes<'a>(value: Option<&'a Bound<'_, PyAny>>) -> PyResult<Cow<'a, [u8]>> {
+    let Some(value) = value else {
+        return Ok(Cow::Borrowed(b""));
+    };
+    if let Ok(bytes) = value.cast::<PyBytes>() {
+        return Ok(Cow::Borrowed(bytes.as_bytes()));
+    }
+    if let Ok(text) = value.cast::<PyString>() {
+        return Ok(match text.to_str() {
+            Ok(text) => Cow::Borrowed(text.as_bytes()),
+            // A str with lone surrogates cannot hold a key: the replacement characters make
+            // it malformed, which is the right outcome.
+            Err(_) => Cow::Owned(text.to_string_lossy().into_owned().into_bytes()),
+        });
+    }
+    Err(PyTypeError::new_err(
+        "the Authorization value must be str, bytes or None",
+    ))
+}
+
+// ---- result types ----
+
+/// `Class(name=value, ...)` with Python's own `repr` of each value.
+fn repr_of<'py, const N: usize>(
+    class: &str,
+    fields: [(&str, Bound<'py, PyAny>); N],
+) -> PyResult<String> {
+    let mut parts = Vec::with_capacity(N);
+    for (name, value) in fields {
+        parts.push(format!("{name}={}", value.repr()?));
+    }
+    Ok(format!("{class}({})", parts.join(", ")))
+}
+
+/// Everything about a key except its secret (immutable snapshot).
+#[pyclass(frozen, eq, name = "KeyInfo", module = "keystead")]
+#[derive(PartialEq)]
+struct PyKeyInfo(KeyInfo);
+
+#[pymethods]
+impl PyKeyInfo {
+    #[getter]
+    fn id(&self) -> String {
+        self.0.id().to_string()
+    }
+    #[getter]
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    #[getter]
+    fn scopes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.0.scopes())
+    }
+    #[getter]
+    fn metadata(&self) -> BTreeMap<String, String> {
+        self.0.metadata().clone()
+    }
+    /// The status at the time of the access (expiry is evaluated then), as in core.
+    #[getter]
+    fn status(&self) -> &'static str {
+        self.0.status().as_str()
+    }
+    #[getter]
+    fn created_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        datetime(py, self.0.created_at())
+    }
+    #[getter]
+    fn updated_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        datetime(py, self.0.updated_at())
+    }
+    #[getter]
+    fn expires_at<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        opt_datetime(py, self.0.expires_at())
+    }
+    #[getter]
+    fn last_used_at<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        opt_datetime(py, self.0.last_used_at())
+    }
+    #[getter]
+    fn use_count(&self) -> u64 {
+        self.0.use_count()
+    }
+    #[getter]
+    fn replaces(&self) -> Option<String> {
+        self.0.replaces().map(|id| id.to_string())
+    }
+    #[getter]
+    fn replaced_by(&self) -> Option<String> {
+        self.0.replaced_by().map(|id| id.to_string())
+    }
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        repr_of(
+            "KeyInfo",
+            [
+                ("id", self.id().into_bound_py_any(py)?),
+                ("name", self.name().into_bound_py_any(py)?),
+                ("status", self.status().into_bound_py_any(py)?),
+                ("scopes", self.scopes(py)?.into_any()),
+            ],
+        )
+    }
+}
+
+/// A newly created key: the only time the plaintext exists. `repr()` never shows it.
+#[pyclass(frozen, name = "CreatedKey", module = "keystead")]
+struct PyCreatedKey {
+    key: Zeroizing<String>,
+    info: KeyInfo,
+}
+
+impl From<keystead::CreatedKey> for PyCreatedKey {
+    fn from(created: keystead::CreatedKey) -> Self {
+        let (key, info) = created.into_parts();
+        PyCreatedKey { key, info }
+    }
+}
+
+#[pymethods]
+impl PyCreatedKey {
+    /// The full key to hand to the client, once.
+    #[getter]
+    fn key(&self) -> &str {
+        &self.key
+    }
+    #[getter]
+    fn info(&self) -> PyKeyInfo {
+        PyKeyInfo(self.info.clone())
+    }
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let info = PyKeyInfo(self.info.clone()).__repr__(py)?;
+        Ok(format!("CreatedKey(key=<redacted>, info={info})"))
+    }
+}
+
+/// The outcome of checking a presented credential.
+#[pyclass(frozen, name = "Verification", module = "keystead")]
+struct PyVerification(Verification);
+
+#[pymethods]
+impl PyVerification {
+    /// Whether the credential is accepted (code `valid`).
+    #[getter]
+    fn ok(&self) -> bool {
+        self.0.is_valid()
+    }
+    #[getter]
+    fn code(&self) -> &'static str {
+        self.0.code()
+    }
+    /// The key, when its secret matched (valid, disabled, revoked, expired, insufficient_scope).
+    #[getter]
+    fn key(&self) -> Option<PyKeyInfo> {
+        self.0.key().cloned().map(PyKeyInfo)
+    }
+    #[getter]
+    fn http_status(&self) -> u16 {
+        self.0.http_status()
+    }
+    #[getter]
+    fn www_authenticate(&self) -> Option<String> {
+        self.0.www_authenticate()
+    }
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let key_id = self.0.key().map(|k| k.id().to_string());
+        repr_of(
+            "Verification",
+            [
+                ("code", self.code().into_bound_py_any(py)?),
+                ("key_id", key_id.into_bound_py_any(py)?),
+            ],
+        )
+    }
+}
+
+/// Successful verifications of one key on one UTC day.
+#[pyclass(frozen, eq, name = "DailyUsage", module = "keystead")]
+#[derive(PartialEq)]
+struct PyDailyUsage(DailyUsage);
+
+#[pymethods]
+impl PyDailyUsage {
+    /// Midnight UTC at the start of the day.
+    #[getter]
+    fn day<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        datetime(py, self.0.day)
+    }
+    #[getter]
+    fn count(&self) -> u64 {
+        self.0.count
+    }
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        repr_of(
+            "DailyUsage",
+            [
+                ("day", self.day(py)?),
+                ("count", self.count().into_bound_py_any(py)?),
+            ],
+        )
+    }
+}
+
+/// One entry of the audit log.
+#[pyclass(frozen, eq, name = "AuditEntry", module = "keystead")]
+#[derive(PartialEq)]
+struct PyAuditEntry(AuditEntry);
+
+#[pymethods]
+impl PyAuditEntry {
+    #[getter]
+    fn seq(&self) -> u64 {
+        self.0.seq
+    }
+    #[getter]
+    fn at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        datetime(py, self.0.at)
+    }
+    #[getter]
+    fn actor(&self) -> Option<&str> {
+        self.0.actor.as_deref()
+    }
+    /// `create`, `rename`, `set_scopes`, `set_metadata`, `set_expiry`, `disable`, `enable`,
+    /// `revoke`, `rotate` or `delete`.
+    #[getter]
+    fn action(&self) -> &'static str {
+        self.0.action.as_str()
+    }
+    #[getter]
+    fn key_id(&self) -> String {
+        self.0.key_id.to_string()
+    }
+    #[getter]
+    fn detail(&self) -> &str {
+        &self.0.detail
+    }
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        repr_of(
+            "AuditEntry",
+            [
+                ("seq", self.seq().into_bound_py_any(py)?),
+                ("action", self.action().into_bound_py_any(py)?),
+                ("key_id", self.key_id().into_bound_py_any(py)?),
+                ("detail", self.detail().into_bound_py_any(py)?),
+            ],
+        )
+    }
+}
+
+// ---- the store ----
+
+/// A store of API keys in one file. Thread-safe; every call releases the GIL.
+#[pyclass(frozen, name = "KeyStore", module = "keystead")]
+struct PyKeyStore {
+    /// `None` once closed. Calls hold the read lock (so they run concurrently); `close` takes
+    /// the write lock, so it waits for calls in flight.
+    store: RwLock<Option<keystead::KeyStore>>,
+    prefix: String,
+}
+
+impl PyKeyStore {
+    /// Runs `op` on the open store with the GIL released.
+    fn run<T: Send>(
+        &self,
+        py: Python<'_>,
+        op: impl FnOnce(&keystead::KeyStore) -> keystead::Result<T> + Send,
+    ) -> PyResult<T> {
+        py.detach(|| {
+            let guard = self.store.read().unwrap_or_else(PoisonError::into_inner);
+            match guard.as_ref() {
+                Some(store) => op(store),
+                None => Err(Error::Storage("the store is closed".into())),
+            }
+        })
+        .map_err(to_py_err)
+    }
+}
+
+#[pymethods]
+impl PyKeyStore {
+    #[new]
+    #[pyo3(signature = (
+        path, prefix = None, pepper = None, cache_size = None,
+        *, actor = None, refresh_interval = None, flush_interval = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        prefix: Option<String>,
+        pepper: Option<Pepper>,
+        cache_size: Option<usize>,
+        actor: Option<String>,
+        refresh_interval: Option<Span>,
+        flush_interval: Option<Span>,
+    ) -> PyResult<Self> {
+        let mut options = Options::new();
+        if let Some(prefix) = prefix {
+            options = options.prefix(prefix);
+        }
+        if let Some(Pepper(pepper)) = pepper {
+            options = options.pepper(pepper.to_vec());
+        }
+        if let Some(bytes) = cache_size {
+            options = options.cache_size(bytes);
+        }
+        if let Some(actor) = actor {
+            options = options.actor(actor);
+        }
+        if let Some(Span(interval)) = refresh_interval {
+            options = options.refresh_interval(interval);
+        }
+        if let Some(Span(interval)) = flush_interval {
+            options = options.flush_interval(interval);
+        }
+        let store = py
+            .detach(|| keystead::KeyStore::open(&path, options))
+            .map_err(to_py_err)?;
+        Ok(PyKeyStore {
+            prefix: store.prefix().to_owned(),
+            store: RwLock::new(Some(store)),
+        })
+    }
+
+    /// The prefix of every key this store issues, e.g. `ks`.
+    #[getter]
+    fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Whether `close()` has been called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.store
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none()
+    }
+
+    #[pyo3(signature = (name, *, scopes = Scopes::default(), metadata = None, expires_at = None))]
+    fn create(
+        &self,
+        py: Python<'_>,
+        name: String,
+        scopes: Scopes,
+        metadata: Option<Metadata>,
+        expires_at: Option<Timestamp>,
+    ) -> PyResult<PyCreatedKey> {
+        let mut new = NewKey::new(name).scopes(scopes.0);
+        if let Some(Metadata(metadata)) = metadata {
+            new = new.metadata(metadata);
+        }
+        if let Some(Timestamp(at)) = expires_at {
+            new = new.expires_at(at);
+        }
+        self.run(py, |s| s.create(new)).map(PyCreatedKey::from)
+    }
+
+    fn get(&self, py: Python<'_>, id: &str) -> PyResult<Option<PyKeyInfo>> {
+        let id = key_id(id)?;
+        Ok(self.run(py, |s| s.get(id))?.map(PyKeyInfo))
+    }
+
+    #[pyo3(signature = (
+        *, status = None, scope = None, name_prefix = None, expiring_within = None,
+        after = None, limit = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn list(
+        &self,
+        py: Python<'_>,
+        status: Option<&str>,
+        scope: Option<String>,
+        name_prefix: Option<String>,
+        expiring_within: Option<Span>,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> PyResult<Vec<PyKeyInfo>> {
+        let mut filter = ListFilter::new();
+        if let Some(status) = status {
+            filter = filter.status(KeyStatus::parse(status).map_err(to_py_err)?);
+        }
+        if let Some(scope) = scope {
+            filter = filter.scope(scope);
+        }
+        if let Some(prefix) = name_prefix {
+            filter = filter.name_prefix(prefix);
+        }
+        if let Some(Span(within)) = expiring_within {
+            filter = filter.expiring_within(within);
+        }
+        if let Some(after) = after {
+            filter = filter.after(key_id(after)?);
+        }
+        if let Some(limit) = limit {
+            filter = filter.limit(limit);
+        }
+        let keys = self.run(py, |s| s.list(&filter))?;
+        Ok(keys.into_iter().map(PyKeyInfo).collect())
+    }
+
+    fn rename(&self, py: Python<'_>, id: &str, name: &str) -> PyResult<PyKeyInfo> {
+        let id = key_id(id)?;
+        self.run(py, |s| s.rename(id, name)).map(PyKeyInfo)
+    }
+
+    fn set_metadata(&self, py: Python<'_>, id: &str, metadata: Metadata) -> PyResult<PyKeyInfo> {
+        let id = key_id(id)?;
+        self.run(py, |s| s.set_metadata(id, metadata.0))
+            .map(PyKeyInfo)
+    }
+
+    fn set_scopes(&self, py: Python<'_>, id: &str, scopes: Scopes) -> PyResult<PyKeyInfo> {
+        let id = key_id(id)?;
+        self.run(py, |s| s.set_scopes(id, &scopes.0)).map(PyKeyInfo)
+    }
+
+    fn set_expiry(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        expires_at: Option<Timestamp>,
+    ) -> PyResult<PyKeyInfo> {
+        let id = key_id(id)?;
+        let at = expires_at.map(|Timestamp(at)| at);
+        self.run(py, |s| s.set_expiry(id, at)).map(PyKeyInfo)
+    }
+
+    fn disable(&self, py: Python<'_>, id: &str) -> PyResult<PyKeyInfo> {
+        let id = key_id(id)?;
+        self.run(py, |s| s.disable(id)).map(PyKeyInfo)
+    }
+
+    fn enable(&self, py: Python<'_>, id: &str) -> PyResult<PyKeyInfo> {
+        let id = key_id(id)?;
+        self.run(py, |s| s.enable(id)).map(PyKeyInfo)
+    }
+
+    fn revoke(&self, py: Python<'_>, id: &str) -> PyResult<PyKeyInfo> {
+        let id = key_id(id)?;
+        self.run(py, |s| s.revoke(id)).map(PyKeyInfo)
+    }
+
+    #[pyo3(signature = (id, grace = Span(Duration::ZERO)))]
+    fn rotate(&self, py: Python<'_>, id: &str, grace: Span) -> PyResult<PyCreatedKey> {
+        let id = key_id(id)?;
+        let grace = grace.0;
+        self.run(py, |s| s.rotate(id, grace))
+            .map(PyCreatedKey::from)
+    }
+
+    fn delete(&self, py: Python<'_>, id: &str) -> PyResult<()> {
+        let id = key_id(id)?;
+        self.run(py, |s| s.delete(id))
+    }
+
+    #[pyo3(signature = (key, scopes = Scopes::default()))]
+    fn verify(&self, py: Python<'_>, key: &str, scopes: Scopes) -> PyResult<PyVerification> {
+        self.run(py, |s| s.verify(key, &scopes.as_strs()))
+            .map(PyVerification)
+    }
+
+    #[pyo3(signature = (value, scopes = Scopes::default()))]
+    fn verify_header(
+        &self,
+        py: Python<'_>,
+        value: Option<&Bound<'_, PyAny>>,
+        scopes: Scopes,
+    ) -> PyResult<PyVerification> {
+        let header = header_bytes(value)?;
+        self.run(py, |s| s.verify_header(&*header, &scopes.as_strs()))
+            .map(PyVerification)
+    }
+
+    /// Daily counts of successful verifications for the UTC days from `since` to `until`
+    /// inclusive (`from`/`to` in core; `from` is a Python keyword).
+    fn usage(
+        &self,
+        py: Python<'_>,
+        id: &str,
+        since: Timestamp,
+        until: Timestamp,
+    ) -> PyResult<Vec<PyDailyUsage>> {
+        let id = key_id(id)?;
+        let days = self.run(py, |s| s.usage(id, since.0, until.0))?;
+        Ok(days.into_iter().map(PyDailyUsage).collect())
+    }
+
+    #[pyo3(signature = (since = None, limit = 50))]
+    fn audit(
+        &self,
+        py: Python<'_>,
+        since: Option<Timestamp>,
+        limit: usize,
+    ) -> PyResult<Vec<PyAuditEntry>> {
+        let since = since.map(|Timestamp(t)| t);
+        let entries = self.run(py, |s| s.audit(since, limit))?;
+        Ok(entries.into_iter().map(PyAuditEntry).collect())
+    }
+
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        self.run(py, keystead::KeyStore::flush)
+    }
+
+    /// Flushes usage and closes the store; later calls raise `StoreError`. Closing twice is a
+    /// no-op.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| {
+            let taken = self
+                .store
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            taken.map_or(Ok(()), keystead::KeyStore::close)
+        })
+        .map_err(to_py_err)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (_exc_type = None, _exc = None, _traceback = None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        repr_of(
+            "KeyStore",
+            [
+                ("prefix", self.prefix().into_bound_py_any(py)?),
+                ("closed", self.closed().into_bound_py_any(py)?),
+            ],
+        )
+    }
+}
+
+#[pymodule]
+#[pyo3(name = "_keystead")]
+fn keystead_python(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<PyKeyStore>()?;
+    m.add_class::<PyKeyInfo>()?;
+    m.add_class::<PyCreatedKey>()?;
+    m.add_class::<PyVerification>()?;
+    m.add_class::<PyDailyUsage>()?;
+    m.add_class::<PyAuditEntry>()?;
+    Ok(())
+}

@@ -1,0 +1,52 @@
+"""keystead: API keys for servers that embed their own key store.
+
+>>> from datetime import timedelta
+>>> import keystead
+>>> with keystead.KeyStore("keystead.redb") as ks:             # doctest: +SKIP
+...     created = ks.create("dev-server-integration", scopes=["chat:completions"])
+...     print(created.key)                                     # show once; only a hash is stored
+...     check = ks.verify_header(f"Bearer {created.key}", ["chat:completions"])
+...     assert check.ok and check.http_status == 200
+
+All logic lives in the Rust core; this package is a thin PyO3 binding. Timestamps are
+timezone-aware UTC ``datetime`` objects (naive ones are refused with ``InvalidArgument``),
+durations are ``timedelta``, key ids are ``str``. Every store call releases the GIL.
+"""
+
+from ._errors import (
+    InvalidArgument,
+    InvalidStateError,
+    KeyNotFoundError,
+    KeysteadError,
+    PrefixMismatchError,
+    StoreError,
+    UnsupportedVersionError,
+    WrongPepperError,
+)
+from ._keystead import (
+    AuditEntry,
+    CreatedKey,
+    DailyUsage,
+    KeyInfo,
+    KeyStore,
+    Verification,
+    __version__,
+)
+
+__all__ = [
+    "AuditEntry",
+    "CreatedKey",
+    "DailyUsage",
+    "InvalidArgument",
+    "InvalidStateError",
+    "KeyInfo",
+    "KeyNotFoundError",
+    "KeyStore",
+    "KeysteadError",
+    "PrefixMismatchError",
+    "StoreError",
+    "UnsupportedVersionError",
+    "Verification",
+    "WrongPepperError",
+    "__version__",
+]

@@ -1,0 +1,35 @@
+"""The exceptions of keystead. The native module raises these (mapped from core's errors)."""
+
+
+class KeysteadError(Exception):
+    """Base class of every error keystead raises."""
+
+
+class StoreError(KeysteadError):
+    """The store file failed: I/O, corruption, locked by another process, storage engine,
+    or the store was closed."""
+
+
+class WrongPepperError(KeysteadError):
+    """The pepper does not match the one the store was created with."""
+
+
+class InvalidArgument(KeysteadError, ValueError):
+    """An argument is out of bounds: name, scope, metadata, prefix, expiry, key id, limit,
+    a naive datetime or a negative timedelta."""
+
+
+class KeyNotFoundError(KeysteadError, LookupError):
+    """No key with this id exists in the store."""
+
+
+class InvalidStateError(KeysteadError):
+    """The key's state forbids the operation, e.g. enabling a revoked key."""
+
+
+class PrefixMismatchError(KeysteadError):
+    """A prefix was requested that differs from the store's own."""
+
+
+class UnsupportedVersionError(KeysteadError):
+    """The store was written by a newer keystead whose format this version cannot read."""

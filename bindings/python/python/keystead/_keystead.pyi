@@ -1,0 +1,208 @@
+"""Type information for the native module ``keystead._keystead`` (re-exported by ``keystead``)."""
+
+import builtins
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from os import PathLike
+from types import TracebackType
+from typing import ClassVar, Literal, final
+
+__version__: str
+__all__ = [
+    "__version__",
+    "KeyStore",
+    "KeyInfo",
+    "CreatedKey",
+    "Verification",
+    "DailyUsage",
+    "AuditEntry",
+]
+
+_Status = Literal["active", "disabled", "revoked", "expired"]
+_Code = Literal[
+    "valid",
+    "missing",
+    "malformed",
+    "not_found",
+    "disabled",
+    "revoked",
+    "expired",
+    "insufficient_scope",
+]
+_Action = Literal[
+    "create",
+    "rename",
+    "set_scopes",
+    "set_metadata",
+    "set_expiry",
+    "disable",
+    "enable",
+    "revoke",
+    "rotate",
+    "delete",
+]
+
+@final
+class KeyInfo:
+    """Everything about a key except its secret. Immutable; compares by value."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def scopes(self) -> tuple[str, ...]: ...
+    @property
+    def metadata(self) -> dict[str, str]: ...
+    @property
+    def status(self) -> _Status:
+        """The status at the time of the access (expiry is evaluated then)."""
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+    @property
+    def last_used_at(self) -> datetime | None: ...
+    @property
+    def use_count(self) -> int: ...
+    @property
+    def replaces(self) -> str | None: ...
+    @property
+    def replaced_by(self) -> str | None: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+
+@final
+class CreatedKey:
+    """A newly created key: the only time the plaintext exists. ``repr()`` never shows it."""
+
+    @property
+    def key(self) -> str:
+        """The full key to hand to the client, once; it cannot be recovered."""
+    @property
+    def info(self) -> KeyInfo: ...
+
+@final
+class Verification:
+    """The outcome of checking a presented credential (never an exception)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def code(self) -> _Code: ...
+    @property
+    def key(self) -> KeyInfo | None:
+        """The key, when its secret matched (valid, disabled, revoked, expired,
+        insufficient_scope)."""
+    @property
+    def http_status(self) -> int:
+        """200, 400, 401 or 403."""
+    @property
+    def www_authenticate(self) -> str | None:
+        """The ``WWW-Authenticate`` value to answer with, ``None`` for a valid key."""
+
+@final
+class DailyUsage:
+    """Successful verifications of one key on one UTC day."""
+
+    @property
+    def day(self) -> datetime:
+        """Midnight UTC at the start of the day."""
+    @property
+    def count(self) -> int: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+
+@final
+class AuditEntry:
+    """One entry of the audit log."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def actor(self) -> str | None: ...
+    @property
+    def action(self) -> _Action: ...
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def detail(self) -> str: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+
+@final
+class KeyStore:
+    """A store of API keys in one file, shared by the threads and processes of a host.
+
+    Every call releases the GIL. After ``close()`` every call raises ``StoreError``.
+    """
+
+    def __new__(
+        cls,
+        path: str | PathLike[str],
+        prefix: str | None = None,
+        pepper: bytes | str | None = None,
+        cache_size: int | None = None,
+        *,
+        actor: str | None = None,
+        refresh_interval: timedelta | None = None,
+        flush_interval: timedelta | None = None,
+    ) -> KeyStore: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def create(
+        self,
+        name: str,
+        *,
+        scopes: Iterable[str] = ...,
+        metadata: Mapping[str, str] | None = None,
+        expires_at: datetime | None = None,
+    ) -> CreatedKey: ...
+    def get(self, id: str) -> KeyInfo | None: ...
+    def list(
+        self,
+        *,
+        status: _Status | None = None,
+        scope: str | None = None,
+        name_prefix: str | None = None,
+        expiring_within: timedelta | None = None,
+        after: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[KeyInfo]: ...
+    def rename(self, id: str, name: str) -> KeyInfo: ...
+    def set_metadata(self, id: str, metadata: Mapping[str, str]) -> KeyInfo: ...
+    def set_scopes(self, id: str, scopes: Iterable[str]) -> KeyInfo: ...
+    def set_expiry(self, id: str, expires_at: datetime | None) -> KeyInfo: ...
+    def disable(self, id: str) -> KeyInfo: ...
+    def enable(self, id: str) -> KeyInfo: ...
+    def revoke(self, id: str) -> KeyInfo: ...
+    def rotate(self, id: str, grace: timedelta = ...) -> CreatedKey:
+        """Issues a replacement; the old key keeps verifying for ``grace`` (default: none)."""
+    def delete(self, id: str) -> None: ...
+    def verify(self, key: str, scopes: Iterable[str] = ...) -> Verification: ...
+    def verify_header(
+        self, value: str | bytes | None, scopes: Iterable[str] = ...
+    ) -> Verification: ...
+    def usage(self, id: str, since: datetime, until: datetime) -> builtins.list[DailyUsage]:
+        """Daily counts for the UTC days from ``since`` to ``until`` inclusive (core's
+        ``from``/``to``); flushes this handle's pending usage first."""
+    def audit(self, since: datetime | None = None, limit: int = 50) -> builtins.list[AuditEntry]:
+        """The audit log, newest first."""
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> KeyStore: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> bool: ...

@@ -1,0 +1,204 @@
+"""Arguments, errors, opening and closing, and what reaches the store file."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import keystead
+from keystead import KeyStore
+
+
+def test_exception_hierarchy() -> None:
+    for cls in (
+        keystead.StoreError,
+        keystead.WrongPepperError,
+        keystead.InvalidArgument,
+        keystead.KeyNotFoundError,
+        keystead.InvalidStateError,
+        keystead.PrefixMismatchError,
+        keystead.UnsupportedVersionError,
+    ):
+        assert issubclass(cls, keystead.KeysteadError)
+    assert issubclass(keystead.KeysteadError, Exception)
+    assert issubclass(keystead.InvalidArgument, ValueError)
+    error = keystead.InvalidArgument("x")
+    assert isinstance(pickle.loads(pickle.dumps(error)), keystead.InvalidArgument)
+
+
+def test_module_exports() -> None:
+    assert isinstance(keystead.__version__, str) and keystead.__version__
+    for name in keystead.__all__:
+        assert hasattr(keystead, name), name
+
+
+def test_naive_datetimes_are_refused(store: KeyStore) -> None:
+    naive = datetime.now() + timedelta(days=1)
+    key_id = store.create("k").info.id
+    with pytest.raises(keystead.InvalidArgument, match="naive"):
+        store.create("x", expires_at=naive)
+    with pytest.raises(ValueError, match="naive"):
+        store.set_expiry(key_id, naive)
+    with pytest.raises(keystead.InvalidArgument, match="naive"):
+        store.usage(key_id, naive, datetime.now(timezone.utc))
+    with pytest.raises(keystead.InvalidArgument, match="naive"):
+        store.audit(since=naive)
+    with pytest.raises(TypeError):
+        store.set_expiry(key_id, "2030-01-01")  # type: ignore[arg-type]
+
+
+def test_bad_arguments(store: KeyStore) -> None:
+    key_id = store.create("k").info.id
+    with pytest.raises(keystead.InvalidArgument, match="negative"):
+        store.rotate(key_id, grace=timedelta(seconds=-1))
+    with pytest.raises(keystead.InvalidArgument, match="negative"):
+        store.list(expiring_within=timedelta(days=-1))
+    with pytest.raises(keystead.InvalidArgument, match="name"):
+        store.create("   ")
+    with pytest.raises(keystead.InvalidArgument, match="scope"):
+        store.create("x", scopes=["has space"])
+    with pytest.raises(keystead.InvalidArgument, match="metadata"):
+        store.create("x", metadata={"bad key": "v"})
+    with pytest.raises(keystead.InvalidArgument, match="scope"):
+        store.verify("ks_whatever", ["not valid"])
+    with pytest.raises(TypeError, match="single string"):
+        store.create("x", scopes="chat:completions")
+    with pytest.raises(TypeError, match="single string"):
+        store.verify("ks_whatever", "chat:completions")
+    with pytest.raises(TypeError):
+        store.create("x", metadata={"n": 1})  # type: ignore[dict-item]
+    # key ids
+    with pytest.raises(keystead.InvalidArgument, match="key id"):
+        store.get("short")
+    with pytest.raises(keystead.InvalidArgument, match="key id"):
+        store.disable("!!!!!!!!!!!!")
+    assert store.get("000000000001") is None
+    with pytest.raises(keystead.KeyNotFoundError, match="000000000001"):
+        store.disable("000000000001")
+
+
+def test_verify_edge_cases(store: KeyStore) -> None:
+    missing = store.verify_header(None)
+    assert (missing.code, missing.http_status, missing.www_authenticate) == (
+        "missing",
+        401,
+        "Bearer",
+    )
+    assert store.verify_header("").code == "missing"
+    assert store.verify_header("Basic dXNlcjpwYXNz").code == "missing"
+    assert store.verify("").code == "missing"
+    bad = store.verify_header("Bearer not-a-key")
+    assert (bad.code, bad.http_status) == ("malformed", 400)
+    assert bad.www_authenticate == 'Bearer error="invalid_request"'
+    assert store.verify_header("Bearer \udcff").code == "malformed"  # lone surrogate
+    created = store.create("k")
+    assert store.verify_header(b"Bearer " + created.key.encode()).ok
+    assert repr(store.verify(created.key)) == (
+        f"Verification(code='valid', key_id='{created.info.id}')"
+    )
+
+
+def test_key_from_another_store_is_not_found(tmp_path: Path) -> None:
+    with KeyStore(tmp_path / "a.redb") as a, KeyStore(tmp_path / "b.redb") as b:
+        key = a.create("k").key
+        check = b.verify(key)
+        assert (check.code, check.http_status, check.key) == ("not_found", 401, None)
+
+
+def test_close(store_path: Path) -> None:
+    ks = KeyStore(store_path)
+    created = ks.create("k")
+    assert ks.verify(created.key).ok
+    assert not ks.closed
+    ks.close()
+    assert ks.closed
+    assert "closed" in repr(ks)
+    for call in (
+        lambda: ks.verify(created.key),
+        lambda: ks.get(created.info.id),
+        lambda: ks.create("again"),
+        lambda: ks.list(),
+        ks.flush,
+    ):
+        with pytest.raises(keystead.StoreError, match="closed"):
+            call()
+    ks.close()  # closing twice is fine
+    # the usage counted before close was flushed by it
+    with KeyStore(store_path) as again:
+        info = again.get(created.info.id)
+        assert info is not None and info.use_count == 1
+
+
+def test_context_manager_closes_even_on_error(store_path: Path) -> None:
+    with pytest.raises(RuntimeError):
+        with KeyStore(store_path) as ks:
+            raise RuntimeError("boom")
+    assert ks.closed
+
+
+def test_pepper(store_path: Path) -> None:
+    with KeyStore(store_path, pepper="from-the-secret-manager") as ks:
+        key = ks.create("k").key
+    # str and bytes name the same pepper
+    with KeyStore(store_path, pepper=b"from-the-secret-manager") as ks:
+        assert ks.verify(key).ok
+    with pytest.raises(keystead.WrongPepperError):
+        KeyStore(store_path, pepper=b"another-pepper")
+    with pytest.raises(keystead.WrongPepperError):
+        KeyStore(store_path)
+    with pytest.raises(TypeError):
+        KeyStore(store_path, pepper=123)  # type: ignore[arg-type]
+
+
+def test_store_without_pepper_refuses_one(store_path: Path) -> None:
+    KeyStore(store_path).close()
+    with pytest.raises(keystead.WrongPepperError, match="pepper"):
+        KeyStore(store_path, pepper="p")
+
+
+def test_prefix(tmp_path: Path) -> None:
+    path = tmp_path / "hub.redb"
+    with KeyStore(path, prefix="hub") as ks:
+        assert ks.prefix == "hub"
+        key = ks.create("k").key
+        assert key.startswith("hub_")
+        assert ks.verify(key).ok
+    with KeyStore(str(path)) as ks:  # str paths work too; the store keeps its prefix
+        assert ks.prefix == "hub"
+    with pytest.raises(keystead.PrefixMismatchError, match="hub"):
+        KeyStore(path, prefix="ks")
+    with pytest.raises(keystead.InvalidArgument, match="prefix"):
+        KeyStore(tmp_path / "other.redb", prefix="Bad-Prefix")
+
+
+def test_not_a_store(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.redb"
+    path.write_bytes(b"this is not a redb file" * 100)
+    with pytest.raises(keystead.StoreError):
+        KeyStore(path)
+    with pytest.raises(keystead.StoreError):
+        KeyStore(tmp_path / "no-such-dir" / "k.redb")
+
+
+def test_plaintext_key_never_reaches_the_file(store_path: Path) -> None:
+    pepper = b"pepper-that-stays-in-memory"
+    keys = []
+    with KeyStore(store_path, pepper=pepper, cache_size=1 << 20) as ks:
+        for i in range(5):
+            created = ks.create(f"k{i}", scopes=["chat:completions"])
+            keys.append(created.key)
+            assert ks.verify(created.key).ok
+        rotated = ks.rotate(ks.list()[0].id, grace=timedelta(hours=1))
+        keys.append(rotated.key)
+        ks.flush()
+    data = store_path.read_bytes()
+    assert len(data) > 0
+    for key in keys:
+        secret = key[3 + 12 : 3 + 12 + 43]
+        assert key.encode() not in data
+        assert secret.encode() not in data
+        assert key[3 + 12 :].encode() not in data
+    assert pepper not in data
