@@ -450,7 +450,11 @@ fn close_right_after_open_does_not_wait_for_the_flush_interval() {
     .unwrap();
     let start = std::time::Instant::now();
     store.close().unwrap();
-    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
