@@ -136,8 +136,10 @@ impl fmt::Debug for Options {
     }
 }
 
-/// What verify needs of a key, decoded once per snapshot generation.
+/// What verify needs of a key, decoded once per snapshot generation. Unknown ids map to the
+/// shared dummy entry (`present == false`), so both failure paths take the same steps.
 struct Cached {
+    present: bool,
     salt: [u8; 16],
     hash: [u8; 32],
     state: State,
@@ -149,7 +151,7 @@ const CACHE_SHARDS: usize = 16;
 
 /// Decoded records (and known-absent ids) of one store generation.
 struct RecordCache {
-    shards: [RwLock<HashMap<u64, Option<Arc<Cached>>>>; CACHE_SHARDS],
+    shards: [RwLock<HashMap<u64, Arc<Cached>>>; CACHE_SHARDS],
     per_shard: usize,
 }
 
@@ -161,16 +163,16 @@ impl RecordCache {
         }
     }
 
-    fn shard(&self, id: u64) -> &RwLock<HashMap<u64, Option<Arc<Cached>>>> {
+    fn shard(&self, id: u64) -> &RwLock<HashMap<u64, Arc<Cached>>> {
         &self.shards[(id as usize) % CACHE_SHARDS]
     }
 
-    fn get(&self, id: u64) -> Option<Option<Arc<Cached>>> {
+    fn get(&self, id: u64) -> Option<Arc<Cached>> {
         let shard = self.shard(id).read().unwrap_or_else(|p| p.into_inner());
         shard.get(&id).cloned()
     }
 
-    fn insert(&self, id: u64, entry: Option<Arc<Cached>>) {
+    fn insert(&self, id: u64, entry: Arc<Cached>) {
         if self.per_shard == 0 {
             return;
         }
@@ -208,7 +210,9 @@ struct Inner {
     local_epoch: AtomicU64,
     usage: UsageBuffer,
     /// Verified against on an unknown id so that both failure paths do the same work.
-    dummy: Cached,
+    dummy: Arc<Cached>,
+    /// The dummy as stored bytes, decoded on a first lookup of an unknown id.
+    dummy_bytes: Vec<u8>,
 }
 
 struct Flusher {
@@ -321,21 +325,26 @@ impl KeyStore {
         let requested = options.prefix.as_deref();
         // Refuse a wrong pepper, prefix or version before opening the file for writing.
         redb_file::inspect(path.as_ref(), |view| check_store(view, requested, &hasher))?;
-        let backend: Box<dyn Backend> =
-            Box::new(RedbFile::open(path.as_ref(), options.cache_size)?);
+        let prefix = requested.unwrap_or(DEFAULT_PREFIX);
+        let schema = SCHEMA_VERSION.to_le_bytes();
+        let check = hasher.pepper_check();
+        let generation = 0u64.to_le_bytes();
+        let created = time::now_ms().to_le_bytes();
+        let initial_meta: [(&str, &[u8]); 5] = [
+            (META_SCHEMA, &schema),
+            (META_PREFIX, prefix.as_bytes()),
+            (META_PEPPER_CHECK, &check),
+            (META_GENERATION, &generation),
+            (META_CREATED_AT, &created),
+        ];
+        let backend: Box<dyn Backend> = Box::new(RedbFile::open(
+            path.as_ref(),
+            options.cache_size,
+            &initial_meta,
+        )?);
+        // A redb file with no tables at all (not made by keystead) becomes a store in place.
         if backend.is_new()? {
-            let prefix = requested.unwrap_or(DEFAULT_PREFIX);
-            let schema = SCHEMA_VERSION.to_le_bytes();
-            let check = hasher.pepper_check();
-            let generation = 0u64.to_le_bytes();
-            let created = time::now_ms().to_le_bytes();
-            backend.initialize(&[
-                (META_SCHEMA, &schema),
-                (META_PREFIX, prefix.as_bytes()),
-                (META_PEPPER_CHECK, &check),
-                (META_GENERATION, &generation),
-                (META_CREATED_AT, &created),
-            ])?;
+            backend.initialize(&initial_meta)?;
         }
         let snapshot = backend.snapshot()?;
         let (stored_prefix, generation) = check_store(&*snapshot, requested, &hasher)?;
@@ -346,13 +355,14 @@ impl KeyStore {
         fill(&rng, &mut salt)?;
         fill(&rng, &mut hash)?;
         let dummy_record = blank_record(0, String::new(), Vec::new(), BTreeMap::new(), None);
-        let dummy = Cached {
+        let dummy = Arc::new(Cached {
+            present: false,
             salt,
             hash,
             state: State::Active,
             expires_at: None,
             info: Arc::new(KeyInfo::from_record(&dummy_record, None, 0)),
-        };
+        });
         let view = View {
             snapshot,
             taken: Instant::now(),
@@ -372,6 +382,7 @@ impl KeyStore {
             refresh: Mutex::new(()),
             local_epoch: AtomicU64::new(0),
             usage: UsageBuffer::new(),
+            dummy_bytes: dummy_record.encode(),
             dummy,
         });
         let flusher = (!options.flush_interval.is_zero())
@@ -1049,25 +1060,42 @@ impl Inner {
         Ok(self.view.load())
     }
 
-    fn lookup(&self, view: &View, id: u64) -> Result<Option<Arc<Cached>>> {
+    fn lookup(&self, view: &View, id: u64) -> Result<Arc<Cached>> {
         if let Some(hit) = view.cache.get(id) {
             return Ok(hit);
         }
-        let entry = match view.snapshot.key(id)? {
-            None => None,
+        // Both branches read the key and its usage total and decode a record, so a first
+        // lookup costs about the same whether or not the id exists.
+        let bytes = view.snapshot.key(id)?;
+        let entry = match bytes {
+            None => {
+                view.snapshot.usage_total(id)?;
+                let record = Record::decode(&self.dummy_bytes)?;
+                // An entry of its own (not the shared dummy), so memory access patterns do
+                // not differ from a known id's either.
+                Arc::new(Cached {
+                    present: false,
+                    salt: self.dummy.salt,
+                    hash: self.dummy.hash,
+                    state: record.state,
+                    expires_at: record.expires_at,
+                    info: Arc::clone(&self.dummy.info),
+                })
+            }
             Some(bytes) => {
                 let record = Record::decode(&bytes)?;
                 let info = info_of(&*view.snapshot, &record)?;
-                Some(Arc::new(Cached {
+                Arc::new(Cached {
+                    present: true,
                     salt: record.salt,
                     hash: record.hash,
                     state: record.state,
                     expires_at: record.expires_at,
                     info: Arc::new(info),
-                }))
+                })
             }
         };
-        view.cache.insert(id, entry.clone());
+        view.cache.insert(id, Arc::clone(&entry));
         Ok(entry)
     }
 
@@ -1080,15 +1108,13 @@ impl Inner {
         }
         let id = parsed.id.as_u64();
         let view = self.view()?;
-        let found = self.lookup(&view, id)?;
-        // Unknown ids are hashed and compared against a dummy record, so both failure paths
-        // do the same work.
-        let candidate = found.as_deref().unwrap_or(&self.dummy);
-        let computed = self.hasher.hash(&candidate.salt, id, &parsed.secret);
-        let matched = bool::from(computed.ct_eq(&candidate.hash)) & found.is_some();
-        let Some(entry) = found.filter(|_| matched) else {
+        // Unknown ids come back as the dummy entry: hashed and compared like a real one.
+        let entry = self.lookup(&view, id)?;
+        let computed = self.hasher.hash(&entry.salt, id, &parsed.secret);
+        let matched = bool::from(computed.ct_eq(&entry.hash)) & entry.present;
+        if !matched {
             return Ok(Verification::without_key(Outcome::NotFound));
-        };
+        }
         let now = time::now_ms();
         let outcome = match KeyStatus::of(entry.state, entry.expires_at, now) {
             KeyStatus::Revoked => Outcome::Revoked,

@@ -1,6 +1,7 @@
 //! The embedded default: one redb file, shared by the processes of one host (MultiWriter mode).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use redb::{
     ConcurrencyMode, Database, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -44,23 +45,147 @@ fn map_err(err: impl Into<redb::Error>) -> Error {
 }
 
 pub(crate) struct RedbFile {
-    db: Database,
+    path: PathBuf,
+    cache_size: usize,
+    /// Replaced by a fresh handle after redb latches a failed write (see `retry`).
+    db: RwLock<Arc<Database>>,
+}
+
+fn open_db(path: &Path, cache_size: usize) -> Result<Database> {
+    Database::builder()
+        .set_cache_size(cache_size)
+        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+        .create(path)
+        .map_err(map_err)
 }
 
 impl RedbFile {
-    /// Opens or creates the file; creates every table so snapshots never miss one.
-    pub(crate) fn open(path: &Path, cache_size: usize) -> Result<Self> {
-        create_private_file(path)?;
-        let db = Database::builder()
-            .set_cache_size(cache_size)
-            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-            .create(path)
-            .map_err(map_err)?;
-        Ok(RedbFile { db })
+    /// Opens the store at `path`. A missing or empty file is first built complete — every
+    /// table plus `meta` — in a temporary file beside it and then moved into place, so a crash
+    /// or a full disk during creation never leaves a half-made store behind.
+    pub(crate) fn open(path: &Path, cache_size: usize, meta: &[(&str, &[u8])]) -> Result<Self> {
+        let size = match std::fs::metadata(path) {
+            Ok(m) => Some(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::Io(e)),
+        };
+        if size.is_none_or(|len| len == 0) {
+            create_atomically(path, size == Some(0), meta)?;
+        }
+        Ok(RedbFile {
+            path: path.to_owned(),
+            cache_size,
+            db: RwLock::new(Arc::new(open_db(path, cache_size)?)),
+        })
+    }
+
+    fn db(&self) -> Arc<Database> {
+        Arc::clone(&self.db.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Runs `op`; if redb refuses because an earlier write failed (it then refuses every
+    /// later one until the database is reopened, e.g. after a full disk), reopens the file and
+    /// tries once more, so the handle recovers once the cause is gone.
+    fn retry<T>(&self, mut op: impl FnMut(&Database) -> Result<T, RetryableError>) -> Result<T> {
+        let db = self.db();
+        match op(&db) {
+            Err(RetryableError::PreviousIo) => {
+                let fresh = Arc::new(open_db(&self.path, self.cache_size)?);
+                {
+                    let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+                    if Arc::ptr_eq(&slot, &db) {
+                        *slot = Arc::clone(&fresh);
+                    }
+                }
+                op(&self.db()).map_err(RetryableError::into_error)
+            }
+            other => other.map_err(RetryableError::into_error),
+        }
     }
 }
 
-/// Creates a missing file with mode 0600 before redb opens it, so it is never world-readable.
+/// An error from inside a `retry` operation: redb's "a previous I/O error occurred", or any
+/// other error already mapped.
+enum RetryableError {
+    PreviousIo,
+    Other(Error),
+}
+
+impl RetryableError {
+    fn into_error(self) -> Error {
+        match self {
+            RetryableError::PreviousIo => {
+                Error::Storage("an earlier write failed and reopening the file did not help".into())
+            }
+            RetryableError::Other(e) => e,
+        }
+    }
+}
+
+impl<E: Into<redb::Error>> From<E> for RetryableError {
+    fn from(err: E) -> Self {
+        match err.into() {
+            redb::Error::PreviousIo => RetryableError::PreviousIo,
+            other => RetryableError::Other(map_err(other)),
+        }
+    }
+}
+
+/// Builds a new store in `.<name>.<unique>.tmp` beside `path`, then links it into place
+/// (or, for an existing empty file, renames it over that file). If another process created
+/// the store first, its store is kept and ours discarded.
+fn create_atomically(path: &Path, replace_empty: bool, meta: &[(&str, &[u8])]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "keystead".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
+    create_private_file(&tmp)?;
+    let result = (|| -> Result<()> {
+        {
+            let db = open_db(&tmp, 1 << 20)?;
+            let txn = db.begin_write().map_err(map_err)?;
+            {
+                let mut table = txn.open_table(META).map_err(map_err)?;
+                for (key, value) in meta {
+                    table.insert(*key, *value).map_err(map_err)?;
+                }
+            }
+            txn.open_table(KEYS).map_err(map_err)?;
+            txn.open_table(USAGE_TOTAL).map_err(map_err)?;
+            txn.open_table(USAGE_DAY).map_err(map_err)?;
+            txn.open_table(AUDIT).map_err(map_err)?;
+            txn.commit().map_err(map_err)?;
+        }
+        std::fs::File::open(&tmp)?.sync_all()?;
+        if replace_empty {
+            std::fs::rename(&tmp, path)?;
+        } else {
+            match std::fs::hard_link(&tmp, path) {
+                Ok(()) => {}
+                // Another process created the store meanwhile: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+        // Make the new directory entry durable too.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+/// Creates a new file with mode 0600, so the store is never world-readable.
 fn create_private_file(path: &Path) -> Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -69,22 +194,20 @@ fn create_private_file(path: &Path) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    match options.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(Error::Io(e)),
-    }
+    options.open(path).map(drop).map_err(Error::Io)
 }
 
 impl Backend for RedbFile {
     fn is_new(&self) -> Result<bool> {
-        let txn = self.db.begin_read().map_err(map_err)?;
-        let mut tables = txn.list_tables().map_err(map_err)?;
-        Ok(tables.next().is_none())
+        self.retry(|db| {
+            let txn = db.begin_read()?;
+            let mut tables = txn.list_tables()?;
+            Ok(tables.next().is_none())
+        })
     }
 
     fn initialize(&self, meta: &[(&str, &[u8])]) -> Result<bool> {
-        let txn = self.db.begin_write().map_err(map_err)?;
+        let txn = self.db().begin_write().map_err(map_err)?;
         {
             let mut table = txn.open_table(META).map_err(map_err)?;
             if !table.is_empty().map_err(map_err)? {
@@ -103,22 +226,27 @@ impl Backend for RedbFile {
     }
 
     fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
-        let txn = self.db.begin_read().map_err(map_err)?;
-        let keys = txn.open_table(KEYS).map_err(map_err)?;
-        Ok(Box::new(RedbSnapshot { txn, keys }))
+        self.retry(|db| {
+            let txn = db.begin_read()?;
+            let keys = txn.open_table(KEYS)?;
+            Ok(Box::new(RedbSnapshot { txn, keys }) as Box<dyn Snapshot>)
+        })
     }
 
     fn write(&self, body: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()> {
-        let txn = self.db.begin_write().map_err(map_err)?;
-        let mut write = RedbWrite { txn };
-        match body(&mut write) {
-            Ok(()) => write.txn.commit().map_err(map_err),
-            Err(e) => {
-                // Dropping would abort too; abort explicitly so its error is not lost silently.
-                let _ = write.txn.abort();
-                Err(e)
+        // Retrying after a latched error runs `body` again on a fresh transaction; the failed
+        // one committed nothing.
+        self.retry(|db| {
+            let txn = db.begin_write()?;
+            let mut write = RedbWrite { txn };
+            match body(&mut write) {
+                Ok(()) => Ok(write.txn.commit()?),
+                Err(e) => {
+                    let _ = write.txn.abort();
+                    Err(RetryableError::Other(e))
+                }
             }
-        }
+        })
     }
 }
 
