@@ -431,8 +431,11 @@ pub struct AuditEntry {
 
 // ---- validation shared by create and the setters ----
 
+/// Control characters, and the bidirectional formatting characters that can make a name
+/// display as something else in a listing (U+202A–U+202E, U+2066–U+2069).
 fn has_control(text: &str) -> bool {
-    text.chars().any(char::is_control)
+    text.chars()
+        .any(|c| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
 }
 
 pub(crate) fn validate_name(name: &str) -> Result<()> {

@@ -123,6 +123,7 @@ fn create_validates_its_arguments() {
     invalid(s.create(NewKey::new("   ")));
     invalid(s.create(NewKey::new("x".repeat(129))));
     invalid(s.create(NewKey::new("tab\tname")));
+    invalid(s.create(NewKey::new("evil\u{202E}txt.exe")));
     invalid(s.create(NewKey::new("x").scopes(["has space"])));
     invalid(s.create(NewKey::new("x").scopes([""])));
     invalid(s.create(NewKey::new("x").scopes(["a".repeat(65)])));
