@@ -391,8 +391,9 @@ impl KeyStore {
         Ok(KeyStore { inner, flusher })
     }
 
-    /// Runs the storage engine's full integrity check on a store file that is not open in this
-    /// process. Returns `Ok(true)` if the file is intact.
+    /// Runs the storage engine's full integrity check on a store file. It opens a handle of its
+    /// own (other handles may stay open); run it while nothing writes, e.g. after a crash or
+    /// before a backup. Returns `Ok(true)` if the file is intact.
     ///
     /// # Errors
     /// As for [`KeyStore::open`]; a damaged file gives `Ok(false)` or [`Error::Corrupt`].
