@@ -29,6 +29,7 @@ mod hash;
 mod header;
 mod key;
 mod model;
+mod padded;
 mod record;
 mod store;
 mod time;

@@ -23,6 +23,7 @@ use crate::key::{self, KeyId, DEFAULT_PREFIX};
 use crate::model::{
     self, AuditAction, AuditEntry, CreatedKey, DailyUsage, KeyInfo, KeyStatus, ListFilter, NewKey,
 };
+use crate::padded::Padded;
 use crate::record::{Record, State, ALG_HMAC_SHA256_V1};
 use crate::time;
 use crate::usage::UsageBuffer;
@@ -151,14 +152,14 @@ const CACHE_SHARDS: usize = 16;
 
 /// Decoded records (and known-absent ids) of one store generation.
 struct RecordCache {
-    shards: [RwLock<HashMap<u64, Arc<Cached>>>; CACHE_SHARDS],
+    shards: [Padded<RwLock<HashMap<u64, Arc<Cached>>>>; CACHE_SHARDS],
     per_shard: usize,
 }
 
 impl RecordCache {
     fn new(entries: usize) -> Self {
         RecordCache {
-            shards: std::array::from_fn(|_| RwLock::new(HashMap::new())),
+            shards: std::array::from_fn(|_| Padded(RwLock::new(HashMap::new()))),
             per_shard: entries.div_ceil(CACHE_SHARDS),
         }
     }
@@ -188,7 +189,9 @@ impl RecordCache {
 
 /// A read snapshot plus the cache that is valid for its generation.
 struct View {
-    snapshot: Box<dyn Snapshot>,
+    /// `None` once released: an idle or just-written handle holds no snapshot, because a live
+    /// snapshot stops the engine from reusing pages freed after it (the file would grow).
+    snapshot: Option<Box<dyn Snapshot>>,
     taken: Instant,
     local_epoch: u64,
     generation: u64,
@@ -364,7 +367,7 @@ impl KeyStore {
             info: Arc::new(KeyInfo::from_record(&dummy_record, None, 0)),
         });
         let view = View {
-            snapshot,
+            snapshot: Some(snapshot),
             taken: Instant::now(),
             local_epoch: 0,
             generation,
@@ -836,6 +839,10 @@ fn spawn_flusher(inner: Weak<Inner>, interval: Duration) -> Result<Flusher> {
                 let Some(inner) = inner.upgrade() else { return };
                 // A failed flush keeps its counts for the next try.
                 let _ = inner.flush();
+                // An idle handle lets go of its snapshot so other processes' writes can
+                // reuse freed pages.
+                let interval = inner.refresh_interval;
+                inner.release_view(|view| view.taken.elapsed() >= interval);
             }
         })?;
     Ok(Flusher {
@@ -923,7 +930,25 @@ impl Inner {
             Ok(())
         })?;
         self.local_epoch.fetch_add(1, Ordering::AcqRel);
+        self.release_view(|_| true);
         result.ok_or_else(|| Error::Storage("the write transaction returned no result".into()))
+    }
+
+    /// Drops the read view's snapshot if `stale` says so, keeping its cache; the next verify
+    /// takes a fresh one. Never replaces a view another thread has refreshed meanwhile.
+    fn release_view(&self, stale: impl Fn(&View) -> bool) {
+        let current = self.view.load_full();
+        if current.snapshot.is_none() || !stale(&current) {
+            return;
+        }
+        let released = Arc::new(View {
+            snapshot: None,
+            taken: current.taken,
+            local_epoch: current.local_epoch,
+            generation: current.generation,
+            cache: Arc::clone(&current.cache),
+        });
+        self.view.compare_and_swap(&current, released);
     }
 
     /// Read-modify-write of one record; `change` returns the audit detail, or `None` if it
@@ -1025,11 +1050,11 @@ impl Inner {
     fn view(&self) -> Result<arc_swap::Guard<Arc<View>>> {
         let epoch = self.local_epoch.load(Ordering::Acquire);
         let current = self.view.load();
-        let own_write_unseen = current.local_epoch != epoch;
-        if !own_write_unseen && current.taken.elapsed() < self.refresh_interval {
+        let must_refresh = current.local_epoch != epoch || current.snapshot.is_none();
+        if !must_refresh && current.taken.elapsed() < self.refresh_interval {
             return Ok(current);
         }
-        let _guard = if own_write_unseen {
+        let _guard = if must_refresh {
             self.refresh.lock().unwrap_or_else(|p| p.into_inner())
         } else {
             match self.refresh.try_lock() {
@@ -1041,7 +1066,10 @@ impl Inner {
         // Another thread may have refreshed while this one waited.
         let epoch = self.local_epoch.load(Ordering::Acquire);
         let current = self.view.load();
-        if current.local_epoch == epoch && current.taken.elapsed() < self.refresh_interval {
+        if current.local_epoch == epoch
+            && current.snapshot.is_some()
+            && current.taken.elapsed() < self.refresh_interval
+        {
             return Ok(current);
         }
         let snapshot = self.backend.snapshot()?;
@@ -1051,26 +1079,34 @@ impl Inner {
         } else {
             Arc::new(RecordCache::new(self.record_cache_entries))
         };
-        self.view.store(Arc::new(View {
-            snapshot,
+        let fresh = Arc::new(View {
+            snapshot: Some(snapshot),
             taken: Instant::now(),
             local_epoch: epoch,
             generation,
             cache,
-        }));
-        Ok(self.view.load())
+        });
+        self.view.store(Arc::clone(&fresh));
+        // Hand out this view, not a reload: a concurrent write may already have released it
+        // in the slot, but this caller's snapshot stays valid while it holds it.
+        Ok(arc_swap::Guard::from_inner(fresh))
     }
 
     fn lookup(&self, view: &View, id: u64) -> Result<Arc<Cached>> {
         if let Some(hit) = view.cache.get(id) {
             return Ok(hit);
         }
+        // `view()` only hands out views that hold a snapshot.
+        let snapshot = view
+            .snapshot
+            .as_deref()
+            .ok_or_else(|| Error::Storage("verify was given a released read view".into()))?;
         // Both branches read the key and its usage total and decode a record, so a first
         // lookup costs about the same whether or not the id exists.
-        let bytes = view.snapshot.key(id)?;
+        let bytes = snapshot.key(id)?;
         let entry = match bytes {
             None => {
-                view.snapshot.usage_total(id)?;
+                snapshot.usage_total(id)?;
                 let record = Record::decode(&self.dummy_bytes)?;
                 // An entry of its own (not the shared dummy), so memory access patterns do
                 // not differ from a known id's either.
@@ -1085,7 +1121,7 @@ impl Inner {
             }
             Some(bytes) => {
                 let record = Record::decode(&bytes)?;
-                let info = info_of(&*view.snapshot, &record)?;
+                let info = info_of(snapshot, &record)?;
                 Arc::new(Cached {
                     present: true,
                     salt: record.salt,

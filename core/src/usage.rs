@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::padded::Padded;
 use crate::time;
 
 const SHARDS: usize = 16;
@@ -33,13 +34,13 @@ impl Pending {
 
 /// Sharded by key id so concurrent verifies of different keys rarely share a lock.
 pub(crate) struct UsageBuffer {
-    shards: [Mutex<HashMap<u64, Pending>>; SHARDS],
+    shards: [Padded<Mutex<HashMap<u64, Pending>>>; SHARDS],
 }
 
 impl UsageBuffer {
     pub(crate) fn new() -> Self {
         UsageBuffer {
-            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            shards: std::array::from_fn(|_| Padded(Mutex::new(HashMap::new()))),
         }
     }
 
