@@ -150,9 +150,11 @@ struct Cached {
 
 const CACHE_SHARDS: usize = 16;
 
+type CacheShard = RwLock<HashMap<u64, Arc<Cached>>>;
+
 /// Decoded records (and known-absent ids) of one store generation.
 struct RecordCache {
-    shards: [Padded<RwLock<HashMap<u64, Arc<Cached>>>>; CACHE_SHARDS],
+    shards: [Padded<CacheShard>; CACHE_SHARDS],
     per_shard: usize,
 }
 
@@ -164,7 +166,7 @@ impl RecordCache {
         }
     }
 
-    fn shard(&self, id: u64) -> &RwLock<HashMap<u64, Arc<Cached>>> {
+    fn shard(&self, id: u64) -> &CacheShard {
         &self.shards[(id as usize) % CACHE_SHARDS]
     }
 
