@@ -81,14 +81,24 @@ pub(crate) fn decode_u256(text: &[u8]) -> Option<[u8; 32]> {
     if text.len() != U256_WIDTH {
         return None;
     }
+    // Ten digits at a time (62^10 < 2^64): one multi-limb multiply per chunk instead of one
+    // per digit. The value only grows, so a carry out of the top limb at any step means the
+    // number is 2^256 or more.
     let mut limbs = [0u64; 4];
-    for &b in text {
-        let mut carry = u128::from(digit(b)?);
+    for chunk in text.chunks(10) {
+        let mut value = 0u64;
+        let mut scale = 1u64;
+        for &b in chunk {
+            value = value * 62 + u64::from(digit(b)?);
+            scale *= 62;
+        }
+        let mut carry = u128::from(value);
         for limb in limbs.iter_mut().rev() {
-            let current = u128::from(*limb) * 62 + carry;
+            let current = u128::from(*limb) * u128::from(scale) + carry;
             *limb = current as u64;
             carry = current >> 64;
         }
+        value.zeroize();
         if carry != 0 {
             limbs.zeroize();
             return None;
@@ -140,6 +150,49 @@ mod tests {
         one[31] = 1;
         encode_u256(&one, &mut out);
         assert_eq!(out[U256_WIDTH - 1], b'1');
+    }
+
+    #[test]
+    fn chunked_decode_matches_digit_by_digit() {
+        fn slow(text: &[u8]) -> Option<[u8; 32]> {
+            let mut limbs = [0u64; 4];
+            for &b in text {
+                let mut carry = u128::from(digit(b)?);
+                for limb in limbs.iter_mut().rev() {
+                    let current = u128::from(*limb) * 62 + carry;
+                    *limb = current as u64;
+                    carry = current >> 64;
+                }
+                if carry != 0 {
+                    return None;
+                }
+            }
+            let mut out = [0u8; 32];
+            for (chunk, limb) in out.chunks_exact_mut(8).zip(limbs.iter()) {
+                chunk.copy_from_slice(&limb.to_be_bytes());
+            }
+            Some(out)
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            let mut text = [0u8; U256_WIDTH];
+            for c in text.iter_mut() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                *c = ALPHABET[(seed % 62) as usize];
+            }
+            assert_eq!(decode_u256(&text), slow(&text));
+        }
+        // Just below and at 2^256.
+        let mut max = [0u8; U256_WIDTH];
+        encode_u256(&[0xff; 32], &mut max);
+        assert_eq!(decode_u256(&max), slow(&max));
+        let mut above = max;
+        let last = U256_WIDTH - 1;
+        above[last] = ALPHABET[usize::from(digit(above[last]).unwrap()) + 1];
+        assert_eq!(decode_u256(&above), None);
+        assert_eq!(slow(&above), None);
     }
 
     #[test]

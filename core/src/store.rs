@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -194,10 +194,19 @@ struct View {
     /// `None` once released: an idle or just-written handle holds no snapshot, because a live
     /// snapshot stops the engine from reusing pages freed after it (the file would grow).
     snapshot: Option<Box<dyn Snapshot>>,
-    taken: Instant,
+    /// When the snapshot was taken (ms since the epoch: the clock verify reads anyway).
+    taken_ms: i64,
     local_epoch: u64,
     generation: u64,
     cache: Arc<RecordCache>,
+}
+
+impl View {
+    /// Older than `interval`, or the clock went backwards since it was taken.
+    fn is_stale(&self, now_ms: i64, interval: Duration) -> bool {
+        now_ms < self.taken_ms
+            || now_ms.saturating_sub(self.taken_ms) >= time::duration_ms(interval)
+    }
 }
 
 struct Inner {
@@ -370,7 +379,7 @@ impl KeyStore {
         });
         let view = View {
             snapshot: Some(snapshot),
-            taken: Instant::now(),
+            taken_ms: time::now_ms(),
             local_epoch: 0,
             generation,
             cache: Arc::new(RecordCache::new(options.record_cache_entries)),
@@ -844,7 +853,7 @@ fn spawn_flusher(inner: Weak<Inner>, interval: Duration) -> Result<Flusher> {
                 // An idle handle lets go of its snapshot so other processes' writes can
                 // reuse freed pages.
                 let interval = inner.refresh_interval;
-                inner.release_view(|view| view.taken.elapsed() >= interval);
+                inner.release_view(|view| view.is_stale(time::now_ms(), interval));
             }
         })?;
     Ok(Flusher {
@@ -945,7 +954,7 @@ impl Inner {
         }
         let released = Arc::new(View {
             snapshot: None,
-            taken: current.taken,
+            taken_ms: current.taken_ms,
             local_epoch: current.local_epoch,
             generation: current.generation,
             cache: Arc::clone(&current.cache),
@@ -1049,11 +1058,11 @@ impl Inner {
 
     /// The current read view, refreshed if this handle wrote since it was taken (always) or
     /// if it is older than the refresh interval (by one thread; the others keep the old one).
-    fn view(&self) -> Result<arc_swap::Guard<Arc<View>>> {
+    fn view(&self, now_ms: i64) -> Result<arc_swap::Guard<Arc<View>>> {
         let epoch = self.local_epoch.load(Ordering::Acquire);
         let current = self.view.load();
         let must_refresh = current.local_epoch != epoch || current.snapshot.is_none();
-        if !must_refresh && current.taken.elapsed() < self.refresh_interval {
+        if !must_refresh && !current.is_stale(now_ms, self.refresh_interval) {
             return Ok(current);
         }
         let _guard = if must_refresh {
@@ -1070,7 +1079,7 @@ impl Inner {
         let current = self.view.load();
         if current.local_epoch == epoch
             && current.snapshot.is_some()
-            && current.taken.elapsed() < self.refresh_interval
+            && !current.is_stale(now_ms, self.refresh_interval)
         {
             return Ok(current);
         }
@@ -1083,7 +1092,7 @@ impl Inner {
         };
         let fresh = Arc::new(View {
             snapshot: Some(snapshot),
-            taken: Instant::now(),
+            taken_ms: now_ms,
             local_epoch: epoch,
             generation,
             cache,
@@ -1146,7 +1155,9 @@ impl Inner {
             return Ok(Verification::without_key(Outcome::Malformed));
         }
         let id = parsed.id.as_u64();
-        let view = self.view()?;
+        // One clock read serves the view's staleness, expiry and usage.
+        let now = time::now_ms();
+        let view = self.view(now)?;
         // Unknown ids come back as the dummy entry: hashed and compared like a real one.
         let entry = self.lookup(&view, id)?;
         let computed = self.hasher.hash(&entry.salt, id, &parsed.secret);
@@ -1154,7 +1165,6 @@ impl Inner {
         if !matched {
             return Ok(Verification::without_key(Outcome::NotFound));
         }
-        let now = time::now_ms();
         let outcome = match KeyStatus::of(entry.state, entry.expires_at, now) {
             KeyStatus::Revoked => Outcome::Revoked,
             KeyStatus::Expired => Outcome::Expired,
