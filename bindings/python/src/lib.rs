@@ -20,9 +20,10 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBytes, PyDateTime, PyDelta, PyDeltaAccess, PyMapping, PyString, PyTuple, PyTzInfo,
+    PyBytes, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyList, PyMapping, PyString, PyTuple,
+    PyTzInfo,
 };
-use pyo3::IntoPyObjectExt;
+use pyo3::{intern, IntoPyObjectExt};
 
 mod errors {
     pyo3::import_exception!(keystead._errors, KeysteadError);
@@ -143,7 +144,17 @@ impl FromPyObject<'_, '_> for Span {
     }
 }
 
-/// Scopes: any iterable of `str` except a bare `str` (which would be split into characters).
+/// Scopes are any iterable of `str` except a bare `str` (which would be split into characters).
+fn reject_single_string(obj: Borrowed<'_, '_, PyAny>) -> PyResult<()> {
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(
+            "scopes must be an iterable of str such as a tuple or list, not a single string",
+        ));
+    }
+    Ok(())
+}
+
+/// Scopes to store (`create`, `set_scopes`): copied, since core keeps them.
 #[derive(Default)]
 struct Scopes(Vec<String>);
 
@@ -151,11 +162,7 @@ impl FromPyObject<'_, '_> for Scopes {
     type Error = PyErr;
 
     fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
-        if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
-            return Err(PyTypeError::new_err(
-                "scopes must be an iterable of str such as a tuple or list, not a single string",
-            ));
-        }
+        reject_single_string(obj)?;
         let scopes = obj
             .try_iter()?
             .map(|item| item?.extract::<String>())
@@ -164,9 +171,80 @@ impl FromPyObject<'_, '_> for Scopes {
     }
 }
 
-impl Scopes {
-    fn as_strs(&self) -> Vec<&str> {
-        self.0.iter().map(String::as_str).collect()
+/// The scopes a `verify`/`verify_header` call requires, left as the caller's object: they are
+/// read as `&str` borrowed from it by [`with_required_scopes`] (no copies on the hot path).
+#[derive(Clone, Copy)]
+struct RequiredScopes<'a, 'py>(Option<Borrowed<'a, 'py, PyAny>>);
+
+impl RequiredScopes<'_, '_> {
+    const NONE: Self = RequiredScopes(None);
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for RequiredScopes<'a, 'py> {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        reject_single_string(obj)?;
+        Ok(RequiredScopes(Some(obj)))
+    }
+}
+
+/// Up to this many required scopes are held and passed to core in arrays on the stack.
+const INLINE_SCOPES: usize = 8;
+
+/// Calls `f` with the required scopes as `&str`s that borrow the UTF-8 of the caller's `str`
+/// objects. `f` releases the GIL, so those objects must stay alive and unchanged meanwhile: a
+/// tuple is immutable and the caller holds it for the length of the call; the items of a list
+/// (which another thread could change) are held here, on the stack when there are few; anything
+/// else (a set, a generator, a subclass with its own `__iter__`) is first copied into a tuple.
+fn with_required_scopes<R>(
+    scopes: RequiredScopes<'_, '_>,
+    f: impl FnOnce(&[&str]) -> PyResult<R>,
+) -> PyResult<R> {
+    let Some(obj) = scopes.0 else {
+        return f(&[]);
+    };
+    if let Ok(tuple) = obj.cast_exact::<PyTuple>() {
+        let items = tuple.as_slice();
+        return with_scope_strs(items.len(), items.iter(), f);
+    }
+    let copied = if let Ok(list) = obj.cast_exact::<PyList>() {
+        if list.len() <= INLINE_SCOPES {
+            let mut held: [Option<Bound<'_, PyAny>>; INLINE_SCOPES] = Default::default();
+            let mut len = 0;
+            for (slot, item) in held.iter_mut().zip(list.iter()) {
+                *slot = Some(item);
+                len += 1;
+            }
+            return with_scope_strs(len, held.iter().flatten(), f);
+        }
+        list.to_tuple()
+    } else {
+        PyTuple::new(obj.py(), obj.try_iter()?.collect::<PyResult<Vec<_>>>()?)?
+    };
+    let items = copied.as_slice();
+    with_scope_strs(items.len(), items.iter(), f)
+}
+
+/// Calls `f` with the `len` `items` as `&str`s, from an array on the stack when they are few.
+fn with_scope_strs<'a, 'py: 'a, R>(
+    len: usize,
+    items: impl Iterator<Item = &'a Bound<'py, PyAny>>,
+    f: impl FnOnce(&[&str]) -> PyResult<R>,
+) -> PyResult<R> {
+    if len <= INLINE_SCOPES {
+        let mut strs = [""; INLINE_SCOPES];
+        let mut count = 0;
+        for (slot, item) in strs.iter_mut().zip(items) {
+            *slot = item.cast::<PyString>()?.to_str()?;
+            count += 1;
+        }
+        f(&strs[..count])
+    } else {
+        let strs = items
+            .map(|item| item.cast::<PyString>()?.to_str())
+            .collect::<PyResult<Vec<&str>>>()?;
+        f(&strs)
     }
 }
 
@@ -238,61 +316,117 @@ fn repr_of<'py, const N: usize>(
     Ok(format!("{class}({})", parts.join(", ")))
 }
 
-/// Everything about a key except its secret (immutable snapshot).
+/// A constant string of core's (an outcome code, key status or audit action) as a Python `str`
+/// created once per process; anything else is converted on each call.
+fn constant_str<'py>(py: Python<'py>, text: &'static str) -> Bound<'py, PyString> {
+    macro_rules! interned {
+        ($($literal:literal)*) => {
+            match text {
+                $($literal => intern!(py, $literal).clone(),)*
+                _ => PyString::new(py, text),
+            }
+        };
+    }
+    interned!(
+        "valid" "missing" "malformed" "not_found" "disabled" "revoked" "expired"
+        "insufficient_scope" "active" "create" "rename" "set_scopes" "set_metadata" "set_expiry"
+        "disable" "enable" "revoke" "rotate" "delete"
+    )
+}
+
+/// Where a `KeyInfo` object's data is: its own copy, or the key of the `Verification` it was
+/// read from (shared, so that `check.key` copies nothing).
+enum InfoSource {
+    Owned(KeyInfo),
+    /// Only for a verification that has a key.
+    Verified(Py<PyVerification>),
+}
+
+/// Everything about a key except its secret (immutable snapshot). Fields are converted to
+/// Python objects when they are read.
 #[pyclass(frozen, eq, name = "KeyInfo", module = "keystead")]
-#[derive(PartialEq)]
-struct PyKeyInfo(KeyInfo);
+struct PyKeyInfo(InfoSource);
+
+impl From<KeyInfo> for PyKeyInfo {
+    fn from(info: KeyInfo) -> Self {
+        PyKeyInfo(InfoSource::Owned(info))
+    }
+}
+
+impl PyKeyInfo {
+    fn info(&self) -> &KeyInfo {
+        match &self.0 {
+            InfoSource::Owned(info) => info,
+            InfoSource::Verified(check) => check
+                .get()
+                .0
+                .key()
+                .expect("a KeyInfo is only made for a verification with a key"),
+        }
+    }
+}
+
+impl PartialEq for PyKeyInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.info() == other.info()
+    }
+}
 
 #[pymethods]
 impl PyKeyInfo {
     #[getter]
     fn id(&self) -> String {
-        self.0.id().to_string()
+        self.info().id().to_string()
     }
     #[getter]
     fn name(&self) -> &str {
-        self.0.name()
+        self.info().name()
     }
     #[getter]
     fn scopes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, self.0.scopes())
+        PyTuple::new(py, self.info().scopes())
     }
+    /// A new `dict` on each access (the `KeyInfo` itself never changes).
     #[getter]
-    fn metadata(&self) -> BTreeMap<String, String> {
-        self.0.metadata().clone()
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        for (name, value) in self.info().metadata() {
+            dict.set_item(name, value)?;
+        }
+        Ok(dict)
     }
     /// The status at the time of the access (expiry is evaluated then), as in core.
     #[getter]
-    fn status(&self) -> &'static str {
-        self.0.status().as_str()
+    fn status<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        constant_str(py, self.info().status().as_str())
     }
     #[getter]
     fn created_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        datetime(py, self.0.created_at())
+        datetime(py, self.info().created_at())
     }
     #[getter]
     fn updated_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        datetime(py, self.0.updated_at())
+        datetime(py, self.info().updated_at())
     }
     #[getter]
     fn expires_at<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        opt_datetime(py, self.0.expires_at())
+        opt_datetime(py, self.info().expires_at())
     }
     #[getter]
     fn last_used_at<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        opt_datetime(py, self.0.last_used_at())
+        opt_datetime(py, self.info().last_used_at())
     }
     #[getter]
     fn use_count(&self) -> u64 {
-        self.0.use_count()
+        self.info().use_count()
     }
     #[getter]
     fn replaces(&self) -> Option<String> {
-        self.0.replaces().map(|id| id.to_string())
+        self.info().replaces().map(|id| id.to_string())
     }
     #[getter]
     fn replaced_by(&self) -> Option<String> {
-        self.0.replaced_by().map(|id| id.to_string())
+        self.info().replaced_by().map(|id| id.to_string())
     }
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         repr_of(
@@ -300,7 +434,7 @@ impl PyKeyInfo {
             [
                 ("id", self.id().into_bound_py_any(py)?),
                 ("name", self.name().into_bound_py_any(py)?),
-                ("status", self.status().into_bound_py_any(py)?),
+                ("status", self.status(py).into_any()),
                 ("scopes", self.scopes(py)?.into_any()),
             ],
         )
@@ -330,15 +464,16 @@ impl PyCreatedKey {
     }
     #[getter]
     fn info(&self) -> PyKeyInfo {
-        PyKeyInfo(self.info.clone())
+        PyKeyInfo::from(self.info.clone())
     }
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let info = PyKeyInfo(self.info.clone()).__repr__(py)?;
+        let info = self.info().__repr__(py)?;
         Ok(format!("CreatedKey(key=<redacted>, info={info})"))
     }
 }
 
-/// The outcome of checking a presented credential.
+/// The outcome of checking a presented credential. Holds core's result (the key information
+/// in it is shared with core's record cache); fields become Python objects when read.
 #[pyclass(frozen, name = "Verification", module = "keystead")]
 struct PyVerification(Verification);
 
@@ -350,18 +485,23 @@ impl PyVerification {
         self.0.is_valid()
     }
     #[getter]
-    fn code(&self) -> &'static str {
-        self.0.code()
+    fn code<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        constant_str(py, self.0.code())
     }
     /// The key, when its secret matched (valid, disabled, revoked, expired, insufficient_scope).
+    /// A view of this verification's key: nothing is copied.
     #[getter]
-    fn key(&self) -> Option<PyKeyInfo> {
-        self.0.key().cloned().map(PyKeyInfo)
+    fn key(slf: &Bound<'_, Self>) -> Option<PyKeyInfo> {
+        slf.get()
+            .0
+            .key()
+            .map(|_| PyKeyInfo(InfoSource::Verified(slf.clone().unbind())))
     }
     #[getter]
     fn http_status(&self) -> u16 {
         self.0.http_status()
     }
+    /// Built by core when read (`None` for a valid key).
     #[getter]
     fn www_authenticate(&self) -> Option<String> {
         self.0.www_authenticate()
@@ -371,7 +511,7 @@ impl PyVerification {
         repr_of(
             "Verification",
             [
-                ("code", self.code().into_bound_py_any(py)?),
+                ("code", self.code(py).into_any()),
                 ("key_id", key_id.into_bound_py_any(py)?),
             ],
         )
@@ -562,7 +702,7 @@ impl PyKeyStore {
 
     fn get(&self, py: Python<'_>, id: &str) -> PyResult<Option<PyKeyInfo>> {
         let id = key_id(id)?;
-        Ok(self.run(py, |s| s.get(id))?.map(PyKeyInfo))
+        Ok(self.run(py, |s| s.get(id))?.map(PyKeyInfo::from))
     }
 
     #[pyo3(signature = (
@@ -600,23 +740,24 @@ impl PyKeyStore {
             filter = filter.limit(limit);
         }
         let keys = self.run(py, |s| s.list(&filter))?;
-        Ok(keys.into_iter().map(PyKeyInfo).collect())
+        Ok(keys.into_iter().map(PyKeyInfo::from).collect())
     }
 
     fn rename(&self, py: Python<'_>, id: &str, name: &str) -> PyResult<PyKeyInfo> {
         let id = key_id(id)?;
-        self.run(py, |s| s.rename(id, name)).map(PyKeyInfo)
+        self.run(py, |s| s.rename(id, name)).map(PyKeyInfo::from)
     }
 
     fn set_metadata(&self, py: Python<'_>, id: &str, metadata: Metadata) -> PyResult<PyKeyInfo> {
         let id = key_id(id)?;
         self.run(py, |s| s.set_metadata(id, metadata.0))
-            .map(PyKeyInfo)
+            .map(PyKeyInfo::from)
     }
 
     fn set_scopes(&self, py: Python<'_>, id: &str, scopes: Scopes) -> PyResult<PyKeyInfo> {
         let id = key_id(id)?;
-        self.run(py, |s| s.set_scopes(id, &scopes.0)).map(PyKeyInfo)
+        self.run(py, |s| s.set_scopes(id, &scopes.0))
+            .map(PyKeyInfo::from)
     }
 
     fn set_expiry(
@@ -627,22 +768,22 @@ impl PyKeyStore {
     ) -> PyResult<PyKeyInfo> {
         let id = key_id(id)?;
         let at = expires_at.map(|Timestamp(at)| at);
-        self.run(py, |s| s.set_expiry(id, at)).map(PyKeyInfo)
+        self.run(py, |s| s.set_expiry(id, at)).map(PyKeyInfo::from)
     }
 
     fn disable(&self, py: Python<'_>, id: &str) -> PyResult<PyKeyInfo> {
         let id = key_id(id)?;
-        self.run(py, |s| s.disable(id)).map(PyKeyInfo)
+        self.run(py, |s| s.disable(id)).map(PyKeyInfo::from)
     }
 
     fn enable(&self, py: Python<'_>, id: &str) -> PyResult<PyKeyInfo> {
         let id = key_id(id)?;
-        self.run(py, |s| s.enable(id)).map(PyKeyInfo)
+        self.run(py, |s| s.enable(id)).map(PyKeyInfo::from)
     }
 
     fn revoke(&self, py: Python<'_>, id: &str) -> PyResult<PyKeyInfo> {
         let id = key_id(id)?;
-        self.run(py, |s| s.revoke(id)).map(PyKeyInfo)
+        self.run(py, |s| s.revoke(id)).map(PyKeyInfo::from)
     }
 
     #[pyo3(signature = (id, grace = Span(Duration::ZERO)))]
@@ -658,22 +799,29 @@ impl PyKeyStore {
         self.run(py, |s| s.delete(id))
     }
 
-    #[pyo3(signature = (key, scopes = Scopes::default()))]
-    fn verify(&self, py: Python<'_>, key: &str, scopes: Scopes) -> PyResult<PyVerification> {
-        self.run(py, |s| s.verify(key, &scopes.as_strs()))
+    #[pyo3(signature = (key, scopes = RequiredScopes::NONE))]
+    fn verify(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        scopes: RequiredScopes<'_, '_>,
+    ) -> PyResult<PyVerification> {
+        with_required_scopes(scopes, |scopes| self.run(py, |s| s.verify(key, scopes)))
             .map(PyVerification)
     }
 
-    #[pyo3(signature = (value, scopes = Scopes::default()))]
+    #[pyo3(signature = (value, scopes = RequiredScopes::NONE))]
     fn verify_header(
         &self,
         py: Python<'_>,
         value: Option<&Bound<'_, PyAny>>,
-        scopes: Scopes,
+        scopes: RequiredScopes<'_, '_>,
     ) -> PyResult<PyVerification> {
         let header = header_bytes(value)?;
-        self.run(py, |s| s.verify_header(&*header, &scopes.as_strs()))
-            .map(PyVerification)
+        with_required_scopes(scopes, |scopes| {
+            self.run(py, |s| s.verify_header(&*header, scopes))
+        })
+        .map(PyVerification)
     }
 
     /// Daily counts of successful verifications for the UTC days from `since` to `until`
