@@ -168,8 +168,11 @@ export interface Verification {
   ok: boolean
   /** The outcome, the same string in every keystead binding. */
   code: 'valid' | 'missing' | 'malformed' | 'not_found' | 'disabled' | 'revoked' | 'expired' | 'insufficient_scope'
-  /** The key, when its secret matched. */
-  key: KeyInfo | null
+  /**
+   * The key, when its secret matched: its fields are read-only and decoded on first
+   * access; `toJSON()` returns them as a plain object.
+   */
+  key: (Readonly<KeyInfo> & { toJSON(): KeyInfo }) | null
   /** 200, 400, 401 or 403. */
   httpStatus: number
   /** The `WWW-Authenticate` value to answer with, or null for a valid key. */

@@ -1,0 +1,253 @@
+// `KeyStore.prototype.verify` / `verifyHeader` of the Node binding. Not a module: when the
+// addon loads, src/lib.rs (`install_fast_verify`) compiles this expression once per JavaScript
+// environment (main thread, each worker) and calls it with
+//   proto      KeyStore.prototype; `verify` and `verifyHeader` replace the napi-rs methods;
+//   bindStore  (store) -> the store's native handle; throws unless `store` is a KeyStore;
+//   nativeVerifyKey, nativeVerifyHeader
+//              (store, handle, value, scope, options) -> payload string or undefined, with
+//              the numbers of the result in `out`. `scope` is the only required scope when
+//              `options.scopes` is an array of one string (see requiredScope), otherwise
+//              undefined and the scopes are read from `options`. They throw what the napi-rs
+//              methods threw: wrong argument types (napi-rs's own errors), a closed store, an
+//              invalid scope;
+//   out        the Float64Array the native functions write the numbers of the result to.
+//
+// Why (see src/lib.rs, "the verify path"): napi-rs methods add about 0.75 µs per call, and
+// building the key's object through Node-API (12 properties, 4 Dates, an array, an object)
+// 2.5-3 µs. Here the native side returns one string and a few numbers, and the key is a
+// `KeyInfo` that decodes its fields on first access: reading only `ok` / `code` pays for none.
+//
+// The payload is `id + name + JSON [scopes, metadata, replaces, replacedBy]` (the lengths of
+// id and name in UTF-16 code units in `out`), preceded by the `WWW-Authenticate` value when
+// that is not one of the constant ones.
+;(function installFastVerify(proto, bindStore, nativeVerifyKey, nativeVerifyHeader, out) {
+  'use strict'
+
+  // Indexed by numbers in `out`: the same tables as CODES, STATUSES and WWW in src/lib.rs.
+  const CODES = [
+    'valid',
+    'missing',
+    'malformed',
+    'not_found',
+    'disabled',
+    'revoked',
+    'expired',
+    'insufficient_scope',
+  ]
+  const STATUSES = ['active', 'disabled', 'revoked', 'expired']
+  const WWW = [null, 'Bearer', 'Bearer error="invalid_request"', 'Bearer error="invalid_token"']
+
+  // Slots of `out`: the same as `mod slot` in src/lib.rs.
+  const CODE = 0 // index into CODES
+  const HTTP_STATUS = 1
+  const WWW_KIND = 2 // index into WWW, or -1: the payload starts with the value
+  const WWW_LEN = 3 // the value's length, when WWW_KIND is -1
+  const HAS_KEY = 4 // 1: the payload holds a key
+  const STATUS = 5 // index into STATUSES
+  const CREATED = 6 // milliseconds since the epoch; NaN: none
+  const UPDATED = 7
+  const EXPIRES = 8
+  const LAST_USED = 9
+  const USE_COUNT = 10
+  const ID_LEN = 11
+  const NAME_LEN = 12
+
+  const inspectCustom = Symbol.for('nodejs.util.inspect.custom')
+  const orNull = (ms) => (Number.isNaN(ms) ? null : ms)
+  const copyDate = (date) => (date === null ? null : new Date(date.getTime()))
+
+  // The key of a verification: the fields of `get()`'s info, read-only, decoded on first
+  // access. `toJSON()` returns them as a new plain object (JSON.stringify uses it), and
+  // util.inspect shows them. It never holds the key's secret or hash.
+  class KeyInfo {
+    #payload
+    #start
+    #idEnd
+    #nameEnd
+    #status
+    // Milliseconds until first read, then the Date (the same one on every read); null: none.
+    #createdAt
+    #updatedAt
+    #expiresAt
+    #lastUsedAt
+    #useCount
+    // [scopes, metadata, replaces, replacedBy], parsed on first use.
+    #rest
+
+    constructor(payload, start) {
+      this.#payload = payload
+      this.#start = start
+      this.#idEnd = start + out[ID_LEN]
+      this.#nameEnd = this.#idEnd + out[NAME_LEN]
+      this.#status = STATUSES[out[STATUS]]
+      this.#createdAt = out[CREATED]
+      this.#updatedAt = out[UPDATED]
+      this.#expiresAt = orNull(out[EXPIRES])
+      this.#lastUsedAt = orNull(out[LAST_USED])
+      this.#useCount = out[USE_COUNT]
+      this.#rest = undefined
+    }
+
+    #parsed() {
+      if (this.#rest === undefined) this.#rest = JSON.parse(this.#payload.slice(this.#nameEnd))
+      return this.#rest
+    }
+
+    get id() {
+      return this.#payload.slice(this.#start, this.#idEnd)
+    }
+
+    get name() {
+      return this.#payload.slice(this.#idEnd, this.#nameEnd)
+    }
+
+    get scopes() {
+      return this.#parsed()[0]
+    }
+
+    get metadata() {
+      return this.#parsed()[1]
+    }
+
+    get status() {
+      return this.#status
+    }
+
+    get createdAt() {
+      const at = this.#createdAt
+      return typeof at === 'number' ? (this.#createdAt = new Date(at)) : at
+    }
+
+    get updatedAt() {
+      const at = this.#updatedAt
+      return typeof at === 'number' ? (this.#updatedAt = new Date(at)) : at
+    }
+
+    get expiresAt() {
+      const at = this.#expiresAt
+      return typeof at === 'number' ? (this.#expiresAt = new Date(at)) : at
+    }
+
+    get lastUsedAt() {
+      const at = this.#lastUsedAt
+      return typeof at === 'number' ? (this.#lastUsedAt = new Date(at)) : at
+    }
+
+    get useCount() {
+      return this.#useCount
+    }
+
+    get replaces() {
+      return this.#parsed()[2]
+    }
+
+    get replacedBy() {
+      return this.#parsed()[3]
+    }
+
+    toJSON() {
+      return {
+        id: this.id,
+        name: this.name,
+        scopes: [...this.scopes],
+        metadata: { ...this.metadata },
+        status: this.status,
+        createdAt: copyDate(this.createdAt),
+        updatedAt: copyDate(this.updatedAt),
+        expiresAt: copyDate(this.expiresAt),
+        lastUsedAt: copyDate(this.lastUsedAt),
+        useCount: this.useCount,
+        replaces: this.replaces,
+        replacedBy: this.replacedBy,
+      }
+    }
+
+    [inspectCustom](depth, options, inspect) {
+      if (depth < 0) return options.stylize('[KeyInfo]', 'special')
+      const nested = { ...options, depth: options.depth == null ? null : options.depth - 1 }
+      return `KeyInfo ${inspect(this.toJSON(), nested)}`
+    }
+  }
+
+  function result(payload) {
+    const kind = out[WWW_KIND]
+    let start = 0
+    let wwwAuthenticate
+    if (kind >= 0) {
+      wwwAuthenticate = WWW[kind]
+    } else {
+      start = out[WWW_LEN]
+      wwwAuthenticate = payload.slice(0, start)
+    }
+    const code = out[CODE]
+    return {
+      ok: code === 0,
+      code: CODES[code],
+      key: out[HAS_KEY] === 1 ? new KeyInfo(payload, start) : null,
+      httpStatus: out[HTTP_STATUS],
+      wwwAuthenticate,
+    }
+  }
+
+  // The native handle of each store, kept in a private field of the KeyStore object itself: a
+  // base class whose constructor returns its argument lets a subclass add private fields to
+  // any object. Private fields are invisible to reflection, inspection and copies.
+  class Returns {
+    constructor(target) {
+      return target
+    }
+  }
+  class StoreHandle extends Returns {
+    #handle
+    constructor(store, handle) {
+      super(store)
+      this.#handle = handle
+    }
+
+    static of(store) {
+      if (typeof store === 'object' && store !== null) {
+        if (#handle in store) return store.#handle
+        const handle = unstamped.get(store)
+        if (handle !== undefined) return handle
+      }
+      const handle = bindStore(store) // throws unless `store` is a KeyStore
+      try {
+        new StoreHandle(store, handle) // eslint-disable-line no-new
+      } catch {
+        unstamped.set(store, handle)
+      }
+      return handle
+    }
+  }
+  // Stores that refused the private field: frozen ones, on engines that apply
+  // non-extensibility to private fields.
+  const unstamped = new WeakMap()
+
+  // `options.scopes[0]` when `options.scopes` is an array of one string, the common case, read
+  // here because that is cheaper than through Node-API. (Unlike napi-rs, this also accepts a
+  // Proxy of such an array.)
+  function requiredScope(options) {
+    if (typeof options === 'object' && options !== null) {
+      const scopes = options.scopes
+      if (Array.isArray(scopes) && scopes.length === 1) {
+        const scope = scopes[0]
+        if (typeof scope === 'string') return scope
+      }
+    }
+    return undefined
+  }
+
+  // The same property attributes as the napi-rs methods they replace.
+  const method = (value) => ({ value, writable: true, enumerable: true, configurable: true })
+  Object.defineProperties(proto, {
+    verify: method(function verify(key, options) {
+      const handle = StoreHandle.of(this)
+      return result(nativeVerifyKey(this, handle, key, requiredScope(options), options))
+    }),
+    verifyHeader: method(function verifyHeader(value, options) {
+      const handle = StoreHandle.of(this)
+      return result(nativeVerifyHeader(this, handle, value, requiredScope(options), options))
+    }),
+  })
+})
+//# sourceURL=keystead/src/fast_verify.js
