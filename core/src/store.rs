@@ -725,9 +725,6 @@ impl KeyStore {
                 )));
             }
         }
-        if presented.bytes().all(|b| b == b' ' || b == b'\t') {
-            return Ok(Verification::without_key(Outcome::Missing));
-        }
         self.inner.check(presented, required_scopes)
     }
 
@@ -1149,7 +1146,14 @@ impl Inner {
 
     fn check(&self, presented: &str, required_scopes: &[&str]) -> Result<Verification> {
         let Ok(parsed) = key::parse(presented) else {
-            return Ok(Verification::without_key(Outcome::Malformed));
+            // Only a failed parse needs to tell "nothing presented" from "not a key".
+            let blank = presented.bytes().all(|b| b == b' ' || b == b'\t');
+            let outcome = if blank {
+                Outcome::Missing
+            } else {
+                Outcome::Malformed
+            };
+            return Ok(Verification::without_key(outcome));
         };
         if parsed.prefix != self.prefix {
             return Ok(Verification::without_key(Outcome::Malformed));
