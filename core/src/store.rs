@@ -139,6 +139,7 @@ impl fmt::Debug for Options {
 
 /// What verify needs of a key, decoded once per snapshot generation. Unknown ids map to the
 /// shared dummy entry (`present == false`), so both failure paths take the same steps.
+#[derive(Clone)]
 struct Cached {
     present: bool,
     salt: [u8; 16],
@@ -150,7 +151,9 @@ struct Cached {
 
 const CACHE_SHARDS: usize = 16;
 
-type CacheShard = RwLock<HashMap<u64, Arc<Cached>>>;
+/// Entries are stored inline, so both a known and an unknown id's check reads the shard's own
+/// table (same memory locality) and touches no reference count unless the secret matched.
+type CacheShard = RwLock<HashMap<u64, Cached>>;
 
 /// Decoded records (and known-absent ids) of one store generation.
 struct RecordCache {
@@ -170,12 +173,13 @@ impl RecordCache {
         &self.shards[(id as usize) % CACHE_SHARDS]
     }
 
-    fn get(&self, id: u64) -> Option<Arc<Cached>> {
+    /// Runs `f` on the cached entry under the shard's read lock.
+    fn with<R>(&self, id: u64, f: impl FnOnce(&Cached) -> R) -> Option<R> {
         let shard = self.shard(id).read().unwrap_or_else(|p| p.into_inner());
-        shard.get(&id).cloned()
+        shard.get(&id).map(f)
     }
 
-    fn insert(&self, id: u64, entry: Arc<Cached>) {
+    fn insert(&self, id: u64, entry: Cached) {
         if self.per_shard == 0 {
             return;
         }
@@ -224,7 +228,7 @@ struct Inner {
     local_epoch: AtomicU64,
     usage: UsageBuffer,
     /// Verified against on an unknown id so that both failure paths do the same work.
-    dummy: Arc<Cached>,
+    dummy: Cached,
     /// The dummy as stored bytes, decoded on a first lookup of an unknown id.
     dummy_bytes: Vec<u8>,
 }
@@ -369,14 +373,14 @@ impl KeyStore {
         fill(&rng, &mut salt)?;
         fill(&rng, &mut hash)?;
         let dummy_record = blank_record(0, String::new(), Vec::new(), BTreeMap::new(), None);
-        let dummy = Arc::new(Cached {
+        let dummy = Cached {
             present: false,
             salt,
             hash,
             state: State::Active,
             expires_at: None,
             info: Arc::new(KeyInfo::from_record(&dummy_record, None, 0)),
-        });
+        };
         let view = View {
             snapshot: Some(snapshot),
             taken_ms: time::now_ms(),
@@ -1100,10 +1104,8 @@ impl Inner {
         Ok(arc_swap::Guard::from_inner(fresh))
     }
 
-    fn lookup(&self, view: &View, id: u64) -> Result<Arc<Cached>> {
-        if let Some(hit) = view.cache.get(id) {
-            return Ok(hit);
-        }
+    /// Reads an id missing from the cache from the snapshot and caches it.
+    fn load(&self, view: &View, id: u64) -> Result<Cached> {
         // `view()` only hands out views that hold a snapshot.
         let snapshot = view
             .snapshot
@@ -1116,31 +1118,27 @@ impl Inner {
             None => {
                 snapshot.usage_total(id)?;
                 let record = Record::decode(&self.dummy_bytes)?;
-                // An entry of its own (not the shared dummy), so memory access patterns do
-                // not differ from a known id's either.
-                Arc::new(Cached {
+                Cached {
                     present: false,
-                    salt: self.dummy.salt,
-                    hash: self.dummy.hash,
                     state: record.state,
                     expires_at: record.expires_at,
-                    info: Arc::clone(&self.dummy.info),
-                })
+                    ..self.dummy.clone()
+                }
             }
             Some(bytes) => {
                 let record = Record::decode(&bytes)?;
                 let info = info_of(snapshot, &record)?;
-                Arc::new(Cached {
+                Cached {
                     present: true,
                     salt: record.salt,
                     hash: record.hash,
                     state: record.state,
                     expires_at: record.expires_at,
                     info: Arc::new(info),
-                })
+                }
             }
         };
-        view.cache.insert(id, Arc::clone(&entry));
+        view.cache.insert(id, entry.clone());
         Ok(entry)
     }
 
@@ -1162,12 +1160,27 @@ impl Inner {
         // One clock read serves the view's staleness, expiry and usage.
         let now = time::now_ms();
         let view = self.view(now)?;
-        // Unknown ids come back as the dummy entry: hashed and compared like a real one.
-        let entry = self.lookup(&view, id)?;
-        let computed = self.hasher.hash(&entry.salt, id, &parsed.secret);
+        // Unknown ids have an entry too (with the dummy's salt and hash): hashed and compared
+        // like a real one.
+        let judge = |entry: &Cached| self.judge(entry, id, &parsed.secret, required_scopes, now);
+        match view.cache.with(id, judge) {
+            Some(verification) => Ok(verification),
+            None => Ok(judge(&self.load(&view, id)?)),
+        }
+    }
+
+    fn judge(
+        &self,
+        entry: &Cached,
+        id: u64,
+        secret: &[u8; 32],
+        required_scopes: &[&str],
+        now: i64,
+    ) -> Verification {
+        let computed = self.hasher.hash(&entry.salt, id, secret);
         let matched = bool::from(computed.ct_eq(&entry.hash)) & entry.present;
         if !matched {
-            return Ok(Verification::without_key(Outcome::NotFound));
+            return Verification::without_key(Outcome::NotFound);
         }
         let outcome = match KeyStatus::of(entry.state, entry.expires_at, now) {
             KeyStatus::Revoked => Outcome::Revoked,
@@ -1188,7 +1201,7 @@ impl Inner {
         if outcome == Outcome::Valid {
             self.usage.record(id, now);
         }
-        Ok(Verification {
+        Verification {
             outcome,
             key: Some(Arc::clone(&entry.info)),
             required_scopes: if outcome == Outcome::InsufficientScope {
@@ -1196,7 +1209,7 @@ impl Inner {
             } else {
                 Vec::new()
             },
-        })
+        }
     }
 
     fn flush(&self) -> Result<()> {
