@@ -1057,8 +1057,14 @@ impl Inner {
         Ok(())
     }
 
-    /// The current read view, refreshed if this handle wrote since it was taken (always) or
-    /// if it is older than the refresh interval (by one thread; the others keep the old one).
+    /// The current read view, refreshed if this handle wrote since it was taken or if it is
+    /// older than the refresh interval.
+    ///
+    /// The staleness bound is a guarantee, not a goal: a verify whose clock read (`now_ms`)
+    /// comes more than `refresh_interval` after a commit returned never judges by a snapshot
+    /// older than that commit. The view's `taken_ms` is read before its snapshot is taken, and
+    /// a thread that finds the view stale while another refreshes it waits for that refresh
+    /// (once per interval, a few microseconds) instead of using the stale view.
     fn view(&self, now_ms: i64) -> Result<arc_swap::Guard<Arc<View>>> {
         let epoch = self.local_epoch.load(Ordering::Acquire);
         let current = self.view.load();
@@ -1066,21 +1072,14 @@ impl Inner {
         if !must_refresh && !current.is_stale(now_ms, self.refresh_interval) {
             return Ok(current);
         }
-        let _guard = if must_refresh {
-            self.refresh.lock().unwrap_or_else(|p| p.into_inner())
-        } else {
-            match self.refresh.try_lock() {
-                Ok(guard) => guard,
-                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => return Ok(current),
-            }
-        };
-        // Another thread may have refreshed while this one waited.
+        let _guard = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
+        // Another thread may have refreshed while this one waited: a snapshot taken after this
+        // caller's clock read is fresh enough for it, whatever the clock says now.
         let epoch = self.local_epoch.load(Ordering::Acquire);
         let current = self.view.load();
         if current.local_epoch == epoch
             && current.snapshot.is_some()
-            && !current.is_stale(now_ms, self.refresh_interval)
+            && (current.taken_ms >= now_ms || !current.is_stale(now_ms, self.refresh_interval))
         {
             return Ok(current);
         }
