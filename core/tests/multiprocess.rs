@@ -2,10 +2,13 @@
 //! bounded time, mix verify (right and wrong keys), create, revoke and flush on one store.
 //!
 //! Checked: no call fails in any process; the usage counters in the store equal, key by key,
-//! the valid verifies the processes counted; and a revocation made by one process is seen by
-//! every other within `refresh_interval` plus a margin (docs/storage.md, "Read path and
-//! staleness"), and never undone. The run lasts 3 s by default (`KEYSTEAD_MULTIPROCESS_SECS`
-//! or `KEYSTEAD_RELIABILITY_SCALE` for longer).
+//! the valid verifies the processes counted; and a revocation made by one process holds in
+//! every other by the staleness rule of docs/storage.md ("Read path and staleness"): no verify
+//! that *started* more than `refresh_interval` after the revoke returned answers `valid`, and
+//! once a process saw it revoked it never sees it valid again. Each child keeps checking every
+//! victim after its timed phase until it has seen all of them revoked, so the rule is exercised
+//! however slow the machine. Latencies are printed, not asserted. The run lasts 3 s by default
+//! (`KEYSTEAD_MULTIPROCESS_SECS` or `KEYSTEAD_RELIABILITY_SCALE` for longer).
 
 mod common;
 mod support;
@@ -20,9 +23,6 @@ const CHILD_ENV: &str = "KEYSTEAD_MP_CHILD";
 const CHILDREN: usize = 4;
 /// The children's refresh interval: the documented bound for seeing another process's change.
 const REFRESH: Duration = Duration::from_millis(100);
-/// Scheduling slack on a busy 2-core machine (four writers fsync'ing in debug builds): the
-/// time between two looks at the revoked key, plus being descheduled.
-const MARGIN: Duration = Duration::from_millis(400);
 
 fn child_options() -> Options {
     Options::new()
@@ -37,6 +37,58 @@ fn env(name: &str) -> String {
 
 fn id_of(key: &str) -> String {
     keystead::parse_key(key).unwrap().id.to_string()
+}
+
+/// What one child saw of the victims (keys that each child revokes once).
+struct Watch {
+    /// When each victim first answered `revoked` here (µs since the epoch).
+    seen_revoked: Vec<Option<i64>>,
+    /// The start time of the latest verify of each victim that answered `valid`.
+    last_valid_start: Vec<Option<i64>>,
+}
+
+impl Watch {
+    /// Verifies victim `j`: valid until it shows revoked, then never valid again.
+    fn look(
+        &mut self,
+        store: &KeyStore,
+        victims: &[String],
+        j: usize,
+        valid_uses: &mut HashMap<String, u64>,
+    ) {
+        let started = support::unix_us();
+        let outcome = store
+            .verify(&victims[j], &["chat:completions"])
+            .expect("verify victim")
+            .outcome();
+        match (outcome, self.seen_revoked[j]) {
+            (Outcome::Valid, None) => {
+                *valid_uses.entry(id_of(&victims[j])).or_default() += 1;
+                self.last_valid_start[j] = Some(started);
+            }
+            (Outcome::Revoked, None) => self.seen_revoked[j] = Some(support::unix_us()),
+            (Outcome::Revoked, Some(_)) => {}
+            (other, seen) => panic!("victim {j}: {other:?} (revoked seen at {seen:?})"),
+        }
+    }
+}
+
+/// Revokes this child's victim and reports when the call was made and when it returned.
+fn revoke_mine(store: &KeyStore, me: usize, victim: &str) {
+    let before = support::unix_us();
+    store
+        .revoke(id_of(victim).parse::<KeyId>().unwrap())
+        .expect("revoke victim");
+    let after = support::unix_us();
+    println!("REVOKED {me} {before} {after}");
+    // Same handle: the very next verify.
+    assert_eq!(
+        store
+            .verify(victim, &["chat:completions"])
+            .unwrap()
+            .outcome(),
+        Outcome::Revoked
+    );
 }
 
 /// One child: mixed operations until the deadline, then a report on stdout.
@@ -62,7 +114,10 @@ fn multiprocess_child_role() {
 
     let mut valid_uses: HashMap<String, u64> = HashMap::new();
     let mut own: Vec<(String, String, bool)> = Vec::new(); // (id, key, revoked)
-    let mut seen_revoked: Vec<Option<i64>> = vec![None; victims.len()];
+    let mut watch = Watch {
+        seen_revoked: vec![None; victims.len()],
+        last_valid_start: vec![None; victims.len()],
+    };
     let mut ops = 0u64;
     let revoke_at = start_at + duration_us * (25 + 15 * me as i64) / 100;
     let mut revoked_mine = false;
@@ -72,31 +127,12 @@ fn multiprocess_child_role() {
     }
     while support::unix_us() < end {
         // Look at every victim each round: once revoked (by whichever process), never valid.
-        for (j, victim) in victims.iter().enumerate() {
-            let outcome = store
-                .verify(victim, &scope)
-                .expect("verify victim")
-                .outcome();
+        for j in 0..victims.len() {
+            watch.look(&store, &victims, j, &mut valid_uses);
             ops += 1;
-            match (outcome, seen_revoked[j]) {
-                (Outcome::Valid, None) => *valid_uses.entry(id_of(victim)).or_default() += 1,
-                (Outcome::Revoked, None) => seen_revoked[j] = Some(support::unix_us()),
-                (Outcome::Revoked, Some(_)) => {}
-                (other, seen) => panic!("victim {j}: {other:?} (revoked seen at {seen:?})"),
-            }
         }
         if !revoked_mine && support::unix_us() >= revoke_at {
-            let before = support::unix_us();
-            store
-                .revoke(id_of(&victims[me]).parse::<KeyId>().unwrap())
-                .expect("revoke victim");
-            let after = support::unix_us();
-            println!("REVOKED {me} {before} {after}");
-            // Same handle: the very next verify.
-            assert_eq!(
-                store.verify(&victims[me], &scope).unwrap().outcome(),
-                Outcome::Revoked
-            );
+            revoke_mine(&store, me, &victims[me]);
             ops += 2;
             revoked_mine = true;
         }
@@ -159,11 +195,35 @@ fn multiprocess_child_role() {
             }
         }
     }
-    store.close().expect("close");
-    for (j, seen) in seen_revoked.iter().enumerate() {
-        if let Some(at) = seen {
-            println!("SAW {j} {at}");
+    // A child descheduled through its revoke time revokes now, so every victim is revoked.
+    if !revoked_mine {
+        revoke_mine(&store, me, &victims[me]);
+        ops += 2;
+    }
+    // Keep looking until every victim showed revoked: the rule is then exercised for every
+    // (process, victim) pair, whatever the scheduling was.
+    let deadline = std::time::Instant::now() + support::EVENTUALLY;
+    while watch.seen_revoked.iter().any(Option::is_none) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "some revocations never showed in {:?}",
+            support::EVENTUALLY
+        );
+        for j in 0..victims.len() {
+            if watch.seen_revoked[j].is_none() {
+                watch.look(&store, &victims, j, &mut valid_uses);
+                ops += 1;
+            }
         }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    store.close().expect("close");
+    for j in 0..victims.len() {
+        println!(
+            "SAW {j} {} {}",
+            watch.seen_revoked[j].unwrap(),
+            watch.last_valid_start[j].unwrap_or(i64::MIN)
+        );
     }
     for (id, n) in &valid_uses {
         println!("USES {id} {n}");
@@ -232,8 +292,10 @@ fn four_processes_share_one_store() {
         .collect();
 
     let mut reported: HashMap<String, u64> = HashMap::new();
-    let mut revoked_at: HashMap<usize, i64> = HashMap::new();
-    let mut saw: Vec<(usize, usize, i64)> = Vec::new();
+    // victim -> (revoke called, revoke returned), µs since the epoch.
+    let mut revoked_at: HashMap<usize, (i64, i64)> = HashMap::new();
+    // (process, victim, first seen revoked, start of the last verify that answered valid).
+    let mut saw: Vec<(usize, usize, i64, i64)> = Vec::new();
     let (mut ops, mut own) = (0u64, 0u64);
     for (i, out) in outputs.iter().enumerate() {
         for line in out.lines() {
@@ -243,9 +305,17 @@ fn four_processes_share_one_store() {
                     *reported.entry(f[1].to_owned()).or_default() += f[2].parse::<u64>().unwrap()
                 }
                 Some("REVOKED") => {
-                    revoked_at.insert(f[1].parse().unwrap(), f[2].parse().unwrap());
+                    revoked_at.insert(
+                        f[1].parse().unwrap(),
+                        (f[2].parse().unwrap(), f[3].parse().unwrap()),
+                    );
                 }
-                Some("SAW") => saw.push((i, f[1].parse().unwrap(), f[2].parse().unwrap())),
+                Some("SAW") => saw.push((
+                    i,
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                )),
                 Some("OPS") => {
                     ops += f[1].parse::<u64>().unwrap();
                     own += f[3].parse::<u64>().unwrap();
@@ -274,20 +344,24 @@ fn four_processes_share_one_store() {
     let total_reported: u64 = reported.values().sum();
     assert_eq!(in_store, total_reported);
 
-    // Revocations: every other process saw each one within the bound.
+    // Revocations: every process saw every one, and by the staleness rule.
     assert_eq!(revoked_at.len(), CHILDREN, "every child revoked its victim");
-    let mut worst = Duration::ZERO;
+    let mut violations = Vec::new();
     let mut latencies = Vec::new();
     for j in 0..CHILDREN {
+        let (called, returned) = revoked_at[&j];
         for i in (0..CHILDREN).filter(|&i| i != j) {
-            let at = saw
+            let &(_, _, seen, last_valid) = saw
                 .iter()
-                .find(|(who, victim, _)| *who == i && *victim == j)
-                .map(|s| s.2)
+                .find(|(who, victim, _, _)| *who == i && *victim == j)
                 .unwrap_or_else(|| panic!("process {i} never saw the revoke by process {j}"));
-            let latency = Duration::from_micros((at - revoked_at[&j]).max(0) as u64);
-            worst = worst.max(latency);
-            latencies.push(latency);
+            violations.extend(support::staleness_violations(
+                &format!("process {i}, victim of process {j} (seed {seed})"),
+                returned,
+                REFRESH,
+                &[last_valid],
+            ));
+            latencies.push(Duration::from_micros((seen - called).max(0) as u64));
         }
     }
     let (min, median, max) = support::summary_ms(&latencies);
@@ -295,14 +369,15 @@ fn four_processes_share_one_store() {
         "multiprocess: {CHILDREN} processes for {secs} s: {ops} operations ({own} keys created), \
          {total_reported} valid verifies reported = {in_store} counted in the store over {} keys; \
          cross-process revocation latency (refresh {REFRESH:?}), from the start of the revoke \
-         call: min {min:.1} ms, median {median:.1} ms, max {max:.1} ms over {} observations",
+         call: min {min:.1} ms, median {median:.1} ms, max {max:.1} ms over {} observations \
+         (measured, not asserted: the staleness rule is)",
         keys.len(),
         latencies.len()
     );
     assert!(
-        worst <= REFRESH + MARGIN,
-        "a revocation took {worst:?} to reach another process (bound {:?})",
-        REFRESH + MARGIN
+        violations.is_empty(),
+        "{}",
+        support::first_lines(&violations)
     );
     store.close().unwrap();
     assert!(KeyStore::check_integrity(&path).unwrap());

@@ -1,14 +1,15 @@
 //! How soon a revocation takes effect (docs/storage.md, "Read path and staleness"):
 //!
 //! - through the `KeyStore` that revoked: the very next verify;
-//! - through another `KeyStore` on the file, in this process or another: within
-//!   `refresh_interval` (default 1 s) plus one verify.
+//! - through another `KeyStore` on the file, in this process or another: every verify that
+//!   *starts* more than `refresh_interval` after `revoke` returned refuses the key.
 //!
-//! Latency is measured from just before the `revoke` call (so it includes the commit) to the
-//! first verify that returns `revoked`, while the other handle polls every millisecond. The
-//! revoke is issued at a random point of the other handle's snapshot age, so the worst case
-//! (a snapshot taken just before the revoke) is sampled. Run with `--nocapture` for the
-//! figures; `KEYSTEAD_RELIABILITY_SCALE` for more trials.
+//! The second rule is checked on every observation (the start time and outcome of each
+//! verify), not on how long the revocation took to show: that holds however slow or loaded the
+//! machine is, and fails if the refresh mechanism breaks. The revoke is issued at a random point
+//! of the other handle's snapshot age, so the worst case (a snapshot taken just before the
+//! revoke) is sampled. The measured latencies are printed (`--nocapture`; figures in
+//! BENCHMARKS.md); `KEYSTEAD_RELIABILITY_SCALE` for more trials.
 
 mod support;
 
@@ -19,8 +20,6 @@ use std::time::{Duration, Instant};
 use keystead::{KeyStore, NewKey, Options, Outcome};
 use support::Rng;
 
-/// Scheduling slack on a busy machine, on top of the documented bound.
-const MARGIN: Duration = Duration::from_millis(300);
 const CHILD_ENV: &str = "KEYSTEAD_LATENCY_CHILD";
 
 /// The documented default `refresh_interval`.
@@ -36,20 +35,45 @@ fn options(refresh: Duration) -> Options {
     }
 }
 
-fn report(what: &str, refresh: Duration, latencies: &[Duration]) {
-    let (min, median, max) = support::summary_ms(latencies);
-    println!(
-        "revocation latency, {what}, refresh_interval {refresh:?}: {} trials, min {min:.1} ms, \
-         median {median:.1} ms, max {max:.1} ms (bound {:?} + one verify)",
-        latencies.len(),
-        refresh
-    );
-    for latency in latencies {
-        assert!(
-            *latency <= refresh + MARGIN,
-            "{what}: a revocation took {latency:?} (refresh_interval {refresh:?})"
-        );
+/// One trial: the revoke (µs since the epoch, just before the call and just after it
+/// returned), the start times of the other handle's verifies that still answered `valid`, and
+/// when its first `revoked` answer returned.
+struct Trial {
+    revoke_called_us: i64,
+    revoke_returned_us: i64,
+    valid_starts: Vec<i64>,
+    first_revoked_us: i64,
+}
+
+/// Checks the staleness rule on every trial, then prints the measured latencies (from the
+/// revoke call to the first `revoked` answer): figures, not assertions.
+fn check_and_report(what: &str, refresh: Duration, trials: &[Trial]) {
+    let mut violations = Vec::new();
+    for (i, t) in trials.iter().enumerate() {
+        violations.extend(support::staleness_violations(
+            &format!("{what}, trial {i}"),
+            t.revoke_returned_us,
+            refresh,
+            &t.valid_starts,
+        ));
     }
+    let latencies: Vec<Duration> = trials
+        .iter()
+        .map(|t| Duration::from_micros((t.first_revoked_us - t.revoke_called_us).max(0) as u64))
+        .collect();
+    let (min, median, max) = support::summary_ms(&latencies);
+    let observed: usize = trials.iter().map(|t| t.valid_starts.len() + 1).sum();
+    println!(
+        "revocation latency, {what}, refresh_interval {refresh:?}: {} trials, {observed} \
+         verifies checked against the rule; measured min {min:.1} ms, median {median:.1} ms, \
+         max {max:.1} ms",
+        latencies.len(),
+    );
+    assert!(
+        violations.is_empty(),
+        "{}",
+        support::first_lines(&violations)
+    );
 }
 
 #[test]
@@ -82,64 +106,58 @@ fn the_revoking_handle_refuses_the_key_on_the_very_next_verify() {
     );
 }
 
-/// Revokes through `writer` at a random point of `reader`'s snapshot age and measures how long
-/// `reader` keeps accepting the key.
-fn measure_in_process(refresh: Duration, trials: usize, rng: &mut Rng) -> Vec<Duration> {
+/// Revokes through `writer` at a random point of `reader`'s snapshot age and records what
+/// `reader` answers until it refuses the key.
+fn measure_in_process(refresh: Duration, trials: usize, rng: &mut Rng) -> Vec<Trial> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k.redb");
     let writer = KeyStore::open(&path, options(refresh)).unwrap();
     let reader = KeyStore::open(&path, options(refresh)).unwrap();
-    let mut latencies = Vec::new();
+    let mut out = Vec::new();
     for i in 0..trials {
         let created = writer.create(NewKey::new(format!("k{i}"))).unwrap();
-        support::within(refresh * 3 + Duration::from_secs(2), || {
-            reader.verify(created.key(), &[]).unwrap().is_valid()
-        })
-        .expect("the reader sees the new key");
+        let created_us = support::unix_us();
+        let seen = support::poll_until(&reader, created.key(), Outcome::NotFound, Outcome::Valid);
+        support::assert_staleness_rule("a new key", created_us, refresh, &seen.old_starts);
         std::thread::sleep(Duration::from_micros(
             rng.below(refresh.as_micros() as u64 + 1),
         ));
-        assert!(reader.verify(created.key(), &[]).unwrap().is_valid());
-        let start = Instant::now();
+        let revoke_called_us = support::unix_us();
         writer.revoke(created.info().id()).unwrap();
-        loop {
-            let outcome = reader.verify(created.key(), &[]).unwrap().outcome();
-            if outcome == Outcome::Revoked {
-                break;
-            }
-            assert_eq!(outcome, Outcome::Valid);
-            assert!(
-                start.elapsed() < refresh * 5 + Duration::from_secs(5),
-                "the reader never saw the revoke"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        latencies.push(start.elapsed());
+        let revoke_returned_us = support::unix_us();
+        let seen = support::poll_until(&reader, created.key(), Outcome::Valid, Outcome::Revoked);
+        out.push(Trial {
+            revoke_called_us,
+            revoke_returned_us,
+            valid_starts: seen.old_starts,
+            first_revoked_us: seen.first_new_end_us,
+        });
     }
-    latencies
+    out
 }
 
 #[test]
-fn another_handle_in_this_process_refuses_the_key_within_the_refresh_interval() {
+fn another_handle_in_this_process_refuses_the_key_after_the_refresh_interval() {
     let (mut rng, _) = Rng::from_env();
     let refresh = DEFAULT_REFRESH;
-    let latencies = measure_in_process(
+    let trials = measure_in_process(
         refresh,
         support::scaled("KEYSTEAD_LATENCY_TRIALS", 2),
         &mut rng,
     );
-    report("second handle, same process", refresh, &latencies);
+    check_and_report("second handle, same process", refresh, &trials);
     let refresh = Duration::from_millis(100);
-    let latencies = measure_in_process(
+    let trials = measure_in_process(
         refresh,
         support::scaled("KEYSTEAD_LATENCY_TRIALS", 8),
         &mut rng,
     );
-    report("second handle, same process", refresh, &latencies);
+    check_and_report("second handle, same process", refresh, &trials);
 }
 
-/// The child: for each key in turn, verifies it (valid) until told it is ready, then polls
-/// until it is revoked and reports when it saw that.
+/// The child: for each key in turn (a line on stdin: the key and when its create returned),
+/// waits until it verifies, reports READY, then polls until it is revoked and reports when the
+/// first `revoked` answer returned and the start time of every verify that answered `valid`.
 #[test]
 fn latency_child_role() {
     let Ok(path) = std::env::var(CHILD_ENV) else {
@@ -155,29 +173,21 @@ fn latency_child_role() {
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     for line in stdin.lock().lines() {
-        let key = line.unwrap();
-        support::within(refresh * 3 + Duration::from_secs(2), || {
-            store.verify(&key, &[]).unwrap().is_valid()
-        })
-        .expect("the child sees the new key");
+        let line = line.unwrap();
+        let (key, created_us) = line.split_once(' ').unwrap();
+        let created_us: i64 = created_us.parse().unwrap();
+        let seen = support::poll_until(&store, key, Outcome::NotFound, Outcome::Valid);
+        support::assert_staleness_rule("a new key", created_us, refresh, &seen.old_starts);
         writeln!(out, "READY").unwrap();
         out.flush().unwrap();
-        let start = Instant::now();
-        loop {
-            let outcome = store.verify(&key, &[]).unwrap().outcome();
-            if outcome == Outcome::Revoked {
-                break;
-            }
-            assert_eq!(outcome, Outcome::Valid);
-            assert!(start.elapsed() < refresh * 5 + Duration::from_secs(10));
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        writeln!(out, "SEEN {}", support::unix_us()).unwrap();
+        let seen = support::poll_until(&store, key, Outcome::Valid, Outcome::Revoked);
+        let starts: Vec<String> = seen.old_starts.iter().map(i64::to_string).collect();
+        writeln!(out, "SEEN {} {}", seen.first_new_end_us, starts.join(",")).unwrap();
         out.flush().unwrap();
     }
 }
 
-fn measure_across_processes(refresh: Duration, trials: usize, rng: &mut Rng) -> Vec<Duration> {
+fn measure_across_processes(refresh: Duration, trials: usize, rng: &mut Rng) -> Vec<Trial> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k.redb");
     let writer = KeyStore::open(&path, options(refresh)).unwrap();
@@ -199,43 +209,58 @@ fn measure_across_processes(refresh: Duration, trials: usize, rng: &mut Rng) -> 
             return rest.trim().to_owned();
         }
     };
-    let mut latencies = Vec::new();
+    let mut out = Vec::new();
     for i in 0..trials {
         let created = writer.create(NewKey::new(format!("k{i}"))).unwrap();
-        writeln!(stdin, "{}", created.key()).unwrap();
+        writeln!(stdin, "{} {}", created.key(), support::unix_us()).unwrap();
         stdin.flush().unwrap();
         next_line("READY");
         std::thread::sleep(Duration::from_micros(
             rng.below(refresh.as_micros() as u64 + 1),
         ));
-        let start = support::unix_us();
+        let revoke_called_us = support::unix_us();
         writer.revoke(created.info().id()).unwrap();
-        let seen: i64 = next_line("SEEN").parse().unwrap();
-        latencies.push(Duration::from_micros((seen - start).max(0) as u64));
+        let revoke_returned_us = support::unix_us();
+        let seen = next_line("SEEN");
+        let mut fields = seen.split(' ');
+        let first_revoked_us: i64 = fields.next().unwrap().parse().unwrap();
+        let valid_starts = fields
+            .next()
+            .unwrap_or("")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect();
+        out.push(Trial {
+            revoke_called_us,
+            revoke_returned_us,
+            valid_starts,
+            first_revoked_us,
+        });
     }
     drop(stdin);
     assert!(child.wait().unwrap().success());
-    latencies
+    out
 }
 
 #[test]
-fn another_process_refuses_the_key_within_the_refresh_interval() {
+fn another_process_refuses_the_key_after_the_refresh_interval() {
     if std::env::var(CHILD_ENV).is_ok() {
         return;
     }
     let (mut rng, _) = Rng::from_env();
     let refresh = DEFAULT_REFRESH;
-    let latencies = measure_across_processes(
+    let trials = measure_across_processes(
         refresh,
         support::scaled("KEYSTEAD_LATENCY_TRIALS", 2),
         &mut rng,
     );
-    report("other process", refresh, &latencies);
+    check_and_report("other process", refresh, &trials);
     let refresh = Duration::from_millis(100);
-    let latencies = measure_across_processes(
+    let trials = measure_across_processes(
         refresh,
         support::scaled("KEYSTEAD_LATENCY_TRIALS", 8),
         &mut rng,
     );
-    report("other process", refresh, &latencies);
+    check_and_report("other process", refresh, &trials);
 }

@@ -231,3 +231,147 @@ pub fn summary_ms(values: &[Duration]) -> (f64, f64, f64) {
     let ms: Vec<f64> = values.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     (quantile(&ms, 0.0), quantile(&ms, 0.5), quantile(&ms, 1.0))
 }
+
+/// The staleness rule of docs/storage.md ("Read path and staleness"), checked on what a test
+/// saw instead of on how long it took: a verify that *started* more than `refresh` after a
+/// change's call returned (`changed_us`, read just after it returned) must not show the state
+/// before the change. `old_state_starts` are the start times (µs since the epoch, read just
+/// before each verify that still showed the old state). Returns a message per violation.
+///
+/// The rule holds however slow the machine is — a descheduled verify only starts later — and
+/// breaks if the refresh mechanism does, which is what these tests are for. How long the change
+/// took to show is a measurement, printed by the tests, never asserted.
+pub fn staleness_violations(
+    what: &str,
+    changed_us: i64,
+    refresh: Duration,
+    old_state_starts: &[i64],
+) -> Vec<String> {
+    let bound = changed_us + refresh.as_micros() as i64;
+    old_state_starts
+        .iter()
+        .filter(|&&start| start > bound)
+        .map(|start| {
+            format!(
+                "{what}: a verify started {:.3} ms after the change returned still showed the \
+                 old state (refresh_interval {refresh:?})",
+                (start - changed_us) as f64 / 1e3
+            )
+        })
+        .collect()
+}
+
+/// Asserts the staleness rule (see [`staleness_violations`]).
+pub fn assert_staleness_rule(
+    what: &str,
+    changed_us: i64,
+    refresh: Duration,
+    old_state_starts: &[i64],
+) {
+    let violations = staleness_violations(what, changed_us, refresh, old_state_starts);
+    assert!(violations.is_empty(), "{}", first_lines(&violations));
+}
+
+/// The first five messages, and how many more there were.
+pub fn first_lines(messages: &[String]) -> String {
+    let mut out = messages
+        .iter()
+        .take(5)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    if messages.len() > 5 {
+        out.push_str(&format!("\n({} more)", messages.len() - 5));
+    }
+    out
+}
+
+/// How long a test waits for something that must happen eventually (liveness). Not a
+/// performance bound: a machine that is merely slow finishes long before it; a broken
+/// mechanism never does.
+pub const EVENTUALLY: Duration = Duration::from_secs(120);
+
+/// Verifies `key` repeatedly until `done(outcome)`, recording the start time (µs since the
+/// epoch) of every verify whose outcome was `old`. Panics if `EVENTUALLY` passes first or an
+/// outcome other than `old` or the awaited one appears.
+pub fn poll_until(
+    store: &keystead::KeyStore,
+    key: &str,
+    old: keystead::Outcome,
+    new: keystead::Outcome,
+) -> PollResult {
+    let deadline = Instant::now() + EVENTUALLY;
+    let mut old_starts = Vec::new();
+    loop {
+        let start = unix_us();
+        let outcome = store.verify(key, &[]).unwrap().outcome();
+        let end = unix_us();
+        if outcome == new {
+            return PollResult {
+                old_starts,
+                first_new_end_us: end,
+            };
+        }
+        assert_eq!(outcome, old, "unexpected outcome while waiting for {new:?}");
+        old_starts.push(start);
+        assert!(
+            Instant::now() < deadline,
+            "{new:?} never showed in {EVENTUALLY:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// What [`poll_until`] saw.
+pub struct PollResult {
+    /// Start times of the verifies that still showed the old outcome.
+    pub old_starts: Vec<i64>,
+    /// When the first verify showing the new outcome returned (µs since the epoch).
+    pub first_new_end_us: i64,
+}
+
+/// Verifies `key` until a verify that started at or after `expires_at` has answered, checking
+/// every answer by the clock instead of by a time bound: a verify that returned before
+/// `expires_at` must answer `valid`, one that started at or after it `expired`, one that
+/// straddles it either; once `expired`, never `valid` again. Returns how many verifies answered
+/// `valid` (zero on a machine slow enough to reach the expiry before the first verify).
+pub fn check_expiry_rule(store: &keystead::KeyStore, key: &str, expires_at: SystemTime) -> usize {
+    use keystead::Outcome;
+    let deadline = Instant::now()
+        + EVENTUALLY
+        + expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+    let mut valid = 0;
+    let mut expired_seen = false;
+    loop {
+        let start = SystemTime::now();
+        let outcome = store.verify(key, &[]).unwrap().outcome();
+        let end = SystemTime::now();
+        if end < expires_at {
+            assert_eq!(
+                outcome,
+                Outcome::Valid,
+                "a verify that ended before the expiry"
+            );
+        }
+        if start >= expires_at {
+            assert_eq!(
+                outcome,
+                Outcome::Expired,
+                "a verify that started at the expiry or later"
+            );
+            return valid;
+        }
+        match outcome {
+            Outcome::Valid => {
+                assert!(!expired_seen, "valid again after expired");
+                valid += 1;
+            }
+            Outcome::Expired => expired_seen = true,
+            other => panic!("unexpected outcome {other:?} around the expiry"),
+        }
+        assert!(Instant::now() < deadline, "the expiry never took effect");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
