@@ -499,7 +499,7 @@ fn sigkill_during_the_first_open_leaves_a_file_that_opens() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let appeared = support::within(Duration::from_secs(10), || path.exists());
+        let appeared = support::within(support::EVENTUALLY, || path.exists());
         assert!(appeared.is_some(), "the child never created the file");
         std::thread::sleep(Duration::from_micros(rng.below(6_000)));
         let _ = child.kill();

@@ -12,6 +12,8 @@ from typing import Any
 from keystead import KeyStore
 
 TIMEOUT = 60.0  # generous bound for a spawned interpreter to start on a loaded machine
+REFRESH = 1.0  # the refresh interval this test opens its store with, in seconds
+EVENTUALLY = 120.0  # liveness only: a working store is far quicker, a broken one never
 
 
 def admin_process(path: str, conn: Connection) -> None:
@@ -36,16 +38,24 @@ def test_two_processes_share_a_store(store_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
     # Open the file first so that both processes use it concurrently.
-    with KeyStore(store_path, refresh_interval=timedelta(seconds=1)) as ks:
+    with KeyStore(store_path, refresh_interval=timedelta(seconds=REFRESH)) as ks:
         admin = ctx.Process(target=admin_process, args=(str(store_path), child), daemon=True)
         admin.start()
         try:
             key, key_id = expect(parent)
+            created_at = time.time()  # the other process's create returned before this
             assert isinstance(key, str) and isinstance(key_id, str)
-            # A change made by another process is seen within the refresh interval.
-            deadline = time.monotonic() + 5
-            while (check := ks.verify(key, ["chat:completions"])).code == "not_found":
-                assert time.monotonic() < deadline, "key created by the other process not seen"
+            # The staleness rule (docs/storage.md): a verify that starts more than the refresh
+            # interval after a change returned sees it. Checked on every verify, by the clock
+            # the core uses; how long it took is not asserted (machines are slow at times).
+            deadline = time.monotonic() + EVENTUALLY
+            while True:
+                started = time.time()
+                check = ks.verify(key, ["chat:completions"])
+                if check.code != "not_found":
+                    break
+                assert started <= created_at + REFRESH, "a verify after the refresh interval missed the key"
+                assert time.monotonic() < deadline, "key created by the other process never seen"
                 time.sleep(0.05)
             assert check.ok and check.key is not None and check.key.id == key_id
             for _ in range(9):
@@ -54,14 +64,18 @@ def test_two_processes_share_a_store(store_path: Path) -> None:
 
             parent.send("revoke")
             assert expect(parent) == "revoked"
-            revoked_at = time.monotonic()
-            while (code := ks.verify(key).code) == "valid":
+            revoked_at = time.time()  # the revoke returned before this
+            deadline = time.monotonic() + EVENTUALLY
+            while True:
+                started = time.time()
+                code = ks.verify(key).code
+                if code != "valid":
+                    break
                 valid += 1  # still valid here until the refresh interval has passed
-                assert time.monotonic() - revoked_at < 5, "revocation not seen within 5 s"
+                assert started <= revoked_at + REFRESH, "a verify after the refresh interval was valid"
+                assert time.monotonic() < deadline, "revocation never seen"
                 time.sleep(0.05)
             assert code == "revoked"
-            # core's refresh interval is 1 s; allow for scheduling delays
-            assert time.monotonic() - revoked_at < 3
 
             ks.flush()  # the valid uses counted by this process, seen by the other one
             parent.send("usage?")

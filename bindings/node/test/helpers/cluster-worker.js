@@ -5,6 +5,8 @@
 const { KeyStore } = require('../..')
 
 const SCOPE = 'chat:completions'
+const REFRESH_MS = 1000 // core's default refresh interval, which this worker's store uses
+const EVENTUALLY_MS = 120_000 // liveness only: a working store is far quicker, a broken one never
 const path = process.argv[2]
 const store = KeyStore.open(path)
 const valid = {} // id -> successful verifications by this process
@@ -34,11 +36,22 @@ process.on('message', async (message) => {
       }
       await send({ type: 'created', keys: created })
     } else if (message.type === 'verify') {
+      // Every key was created before this message was sent. The staleness rule
+      // (docs/storage.md): a verify that starts more than the refresh interval (the default,
+      // 1 s) after that may not miss it. Checked on every verify; the wait is not timed.
+      const receivedAt = Date.now()
       for (const { id, key } of message.keys) {
-        const deadline = Date.now() + 5000
+        const deadline = Date.now() + EVENTUALLY_MS
+        let started = Date.now()
         let check = verify(id, key)
-        while (check.code === 'not_found' && Date.now() < deadline) {
+        while (check.code === 'not_found') {
+          if (started > receivedAt + REFRESH_MS) {
+            errors.push(`${id} not found by a verify ${started - receivedAt} ms after its create`)
+            break
+          }
+          if (Date.now() >= deadline) break
           await new Promise((resolve) => setTimeout(resolve, 50))
+          started = Date.now()
           check = verify(id, key)
         }
         if (check.code !== 'valid') errors.push(`${id} verified as ${check.code}`)
