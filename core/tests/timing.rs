@@ -44,7 +44,6 @@ use keystead::{KeyStore, NewKey, Options, Outcome};
 use ring::hmac;
 use support::Rng;
 
-const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// Time-ordered batches per run: the degrees of freedom of the statistic.
 const BATCHES: usize = 20;
 /// Bound on |statistic| (Student's t, `BATCHES` degrees of freedom: P(|t| ≥ 6) < 10^-5).
@@ -63,65 +62,13 @@ fn samples_per_class() -> usize {
     support::scaled("KEYSTEAD_TIMING_SAMPLES", default)
 }
 
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-fn base62_u64(mut value: u64, width: usize) -> String {
-    let mut out = vec![b'0'; width];
-    for slot in out.iter_mut().rev() {
-        *slot = ALPHABET[(value % 62) as usize];
-        value /= 62;
-    }
-    String::from_utf8(out).unwrap()
-}
-
-/// A 256-bit big-endian number as 43 base62 digits.
-fn base62_u256(mut n: [u8; 32]) -> String {
-    let mut digits = vec![b'0'; 43];
-    for slot in digits.iter_mut().rev() {
-        let mut rem = 0u32;
-        for byte in n.iter_mut() {
-            let cur = (rem << 8) | u32::from(*byte);
-            *byte = (cur / 62) as u8;
-            rem = cur % 62;
-        }
-        *slot = ALPHABET[rem as usize];
-    }
-    String::from_utf8(digits).unwrap()
-}
-
-fn decode_u256(text: &str) -> [u8; 32] {
-    let mut n = [0u8; 32];
-    for c in text.bytes() {
-        let mut carry = ALPHABET.iter().position(|&a| a == c).unwrap() as u32;
-        for byte in n.iter_mut().rev() {
-            let cur = u32::from(*byte) * 62 + carry;
-            *byte = cur as u8;
-            carry = cur >> 8;
-        }
-    }
-    n
-}
-
 /// `key` with its 43 secret characters replaced and the checksum recomputed.
 fn with_secret(key: &str, secret: &str) -> String {
     assert_eq!(secret.len(), 43);
     let body_start = key.len() - 61;
     let mut out = format!("{}{}", &key[..body_start + 12], secret);
-    let crc = crc32(out.as_bytes());
-    out.push_str(&base62_u64(u64::from(crc), 6));
+    let crc = common::crc32(out.as_bytes());
+    out.push_str(&common::base62(u64::from(crc), 6));
     assert!(keystead::parse_key(&out).is_ok(), "{out}");
     out
 }
@@ -353,7 +300,7 @@ fn wrong_secrets_take_the_same_time_whatever_their_hash_shares_with_the_stored_o
     let hmac_key = hmac::Key::new(hmac::HMAC_SHA256, &[0u8; 32]);
     let (mut near, mut far) = (Vec::new(), Vec::new());
     for (id, salt, hash) in records(&path) {
-        let key = by_id[&base62_u64(id, 12)];
+        let key = by_id[&common::base62(id, 12)];
         let tag = |secret: &[u8; 32]| {
             let mut message = Vec::with_capacity(56);
             message.extend_from_slice(&salt);
@@ -362,7 +309,10 @@ fn wrong_secrets_take_the_same_time_whatever_their_hash_shares_with_the_stored_o
             hmac::sign(&hmac_key, &message)
         };
         // The model of the stored hash is right: the real secret gives it.
-        assert_eq!(tag(&decode_u256(secret_of(key))).as_ref(), &hash[..]);
+        assert_eq!(
+            tag(&common::base62_decode_u256(secret_of(key))).as_ref(),
+            &hash[..]
+        );
         let mut random_secret = || {
             let mut secret = [0u8; 32];
             for chunk in secret.chunks_mut(8) {
@@ -385,8 +335,8 @@ fn wrong_secrets_take_the_same_time_whatever_their_hash_shares_with_the_stored_o
                 break secret;
             }
         };
-        near.push(with_secret(key, &base62_u256(matching)));
-        far.push(with_secret(key, &base62_u256(differing)));
+        near.push(with_secret(key, &common::base62_u256(matching)));
+        far.push(with_secret(key, &common::base62_u256(differing)));
     }
     let store = KeyStore::open(&path, Options::new().flush_interval(Duration::ZERO)).unwrap();
     let t = compare(

@@ -57,8 +57,11 @@ pub fn unknown_id(key: &str) -> String {
     out
 }
 
-fn base62(mut value: u64, width: usize) -> String {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// The 62 digits of keys, in value order (docs/key-format.md).
+pub const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// `value` as `width` base62 digits, most significant first.
+pub fn base62(mut value: u64, width: usize) -> String {
     let mut out = vec![b'0'; width];
     for slot in out.iter_mut().rev() {
         *slot = ALPHABET[(value % 62) as usize];
@@ -67,8 +70,44 @@ fn base62(mut value: u64, width: usize) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// Base62 digits back to their value (panics on a non-digit: test input is well-formed).
+pub fn base62_decode(text: &str) -> u64 {
+    text.bytes().fold(0u64, |acc, c| {
+        acc * 62 + ALPHABET.iter().position(|&a| a == c).unwrap() as u64
+    })
+}
+
+/// A 256-bit big-endian number as 43 base62 digits.
+pub fn base62_u256(mut n: [u8; 32]) -> String {
+    let mut digits = vec![b'0'; 43];
+    for slot in digits.iter_mut().rev() {
+        let mut rem = 0u32;
+        for byte in n.iter_mut() {
+            let cur = (rem << 8) | u32::from(*byte);
+            *byte = (cur / 62) as u8;
+            rem = cur % 62;
+        }
+        *slot = ALPHABET[rem as usize];
+    }
+    String::from_utf8(digits).unwrap()
+}
+
+/// 43 base62 digits back to the 256-bit big-endian number.
+pub fn base62_decode_u256(text: &str) -> [u8; 32] {
+    let mut n = [0u8; 32];
+    for c in text.bytes() {
+        let mut carry = ALPHABET.iter().position(|&a| a == c).unwrap() as u32;
+        for byte in n.iter_mut().rev() {
+            let cur = u32::from(*byte) * 62 + carry;
+            *byte = cur as u8;
+            carry = cur >> 8;
+        }
+    }
+    n
+}
+
 /// Bitwise CRC-32/IEEE, written out here so the tests do not share the crate's implementation.
-fn crc32(bytes: &[u8]) -> u32 {
+pub fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &b in bytes {
         crc ^= u32::from(b);

@@ -125,11 +125,12 @@ pub fn unix_us() -> i64 {
         .as_micros() as i64
 }
 
-/// A command that re-runs this test binary with only the test `role` (which acts only when
-/// its environment variable is set), output not captured.
+/// A command that re-runs this test binary with only the child role `role` (an ignored test
+/// that acts only when its environment variable is set), output not captured.
 pub fn role_command(role: &str) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command.args([
+        "--ignored",
         "--exact",
         role,
         "--nocapture",
