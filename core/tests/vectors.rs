@@ -65,3 +65,103 @@ fn header_vectors_parse_and_verify_as_expected() {
         assert_eq!(outcome.code(), case["verify"].as_str().unwrap(), "{name}");
     }
 }
+
+/// tests/vectors/lifecycle.json: scripted admin steps, each verify with the code, HTTP status
+/// and `WWW-Authenticate` every binding must give. Also checks that the scripts reach all eight
+/// outcome codes.
+#[test]
+fn lifecycle_vectors_give_the_expected_outcomes() {
+    use keystead::{KeyId, NewKey};
+    use std::collections::{BTreeSet, HashMap};
+    use std::time::Duration;
+
+    let mut codes = BTreeSet::new();
+    for case in cases("lifecycle.json") {
+        let name = case["name"].as_str().unwrap();
+        let (_dir, store) = store();
+        let mut keys: HashMap<String, (String, KeyId)> = HashMap::new();
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+                .collect()
+        };
+        for (i, step) in case["steps"].as_array().unwrap().iter().enumerate() {
+            let at = format!("{name}, step {i}");
+            let key_ref = || keys[step["key"].as_str().unwrap()].clone();
+            let verification = match step["op"].as_str().unwrap() {
+                "create" => {
+                    let created = store
+                        .create(
+                            NewKey::new(step["name"].as_str().unwrap())
+                                .scopes(strings(&step["scopes"])),
+                        )
+                        .unwrap();
+                    let entry = (created.key().to_owned(), created.info().id());
+                    keys.insert(step["as"].as_str().unwrap().to_owned(), entry);
+                    None
+                }
+                "disable" => store.disable(key_ref().1).map(|_| None).unwrap(),
+                "enable" => store.enable(key_ref().1).map(|_| None).unwrap(),
+                "revoke" => store.revoke(key_ref().1).map(|_| None).unwrap(),
+                "delete" => store.delete(key_ref().1).map(|()| None).unwrap(),
+                "set_scopes" => store
+                    .set_scopes(key_ref().1, &strings(&step["scopes"]))
+                    .map(|_| None)
+                    .unwrap(),
+                "rotate" => {
+                    let grace = Duration::from_millis(step["grace_ms"].as_u64().unwrap());
+                    let created = store.rotate(key_ref().1, grace).unwrap();
+                    let entry = (created.key().to_owned(), created.info().id());
+                    keys.insert(step["as"].as_str().unwrap().to_owned(), entry);
+                    None
+                }
+                op @ ("verify" | "verify_header") => {
+                    let scopes = strings(&step["scopes"]);
+                    let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                    Some(if op == "verify" {
+                        let presented = match step.get("raw") {
+                            Some(raw) => raw.as_str().unwrap().to_owned(),
+                            None => key_ref().0,
+                        };
+                        store.verify(&presented, &scopes).unwrap()
+                    } else {
+                        let mut header = step["header"].as_str().unwrap().to_owned();
+                        for (k, (key, _)) in &keys {
+                            header = header.replace(&format!("{{{k}}}"), key);
+                        }
+                        store.verify_header(&header, &scopes).unwrap()
+                    })
+                }
+                other => panic!("{at}: unknown op {other}"),
+            };
+            if let Some(v) = verification {
+                let expect = &step["expect"];
+                assert_eq!(v.code(), expect["code"].as_str().unwrap(), "{at}");
+                assert_eq!(
+                    u64::from(v.http_status()),
+                    expect["http_status"].as_u64().unwrap(),
+                    "{at}"
+                );
+                assert_eq!(
+                    v.www_authenticate().as_deref(),
+                    expect["www_authenticate"].as_str(),
+                    "{at}"
+                );
+                codes.insert(v.code().to_owned());
+            }
+        }
+    }
+    let all = [
+        "valid",
+        "missing",
+        "malformed",
+        "not_found",
+        "disabled",
+        "revoked",
+        "expired",
+        "insufficient_scope",
+    ];
+    assert_eq!(codes, all.iter().map(|c| (*c).to_owned()).collect());
+}

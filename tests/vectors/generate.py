@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes keys.json and headers.json: the test vectors every keystead suite consumes.
+"""Writes keys.json, headers.json and lifecycle.json: the test vectors every keystead suite consumes.
 
 This is an independent implementation of the key format (docs/key-format.md) using only the
 Python standard library (zlib's CRC-32, integer base62), so the Rust core is checked against a
@@ -165,6 +165,112 @@ def header_cases() -> list[dict]:
     return cases
 
 
+def lifecycle_cases() -> list[dict]:
+    """Scripts of admin steps, each verify step with the outcome every binding must give."""
+    unknown, _ = make_key("ks", "default-1")  # well-formed, in no store
+    invalid_token = 'Bearer error="invalid_token"'
+
+    def expect(code: str, status: int, challenge: str | None) -> dict:
+        return {"code": code, "http_status": status, "www_authenticate": challenge}
+
+    valid = expect("valid", 200, None)
+    missing = expect("missing", 401, "Bearer")
+    malformed = expect("malformed", 400, 'Bearer error="invalid_request"')
+    not_found = expect("not_found", 401, invalid_token)
+    disabled = expect("disabled", 401, invalid_token)
+    revoked = expect("revoked", 401, invalid_token)
+    expired = expect("expired", 401, invalid_token)
+
+    def scope(*required: str) -> dict:
+        joined = " ".join(required)
+        return expect("insufficient_scope", 403,
+                      f'Bearer error="insufficient_scope", scope="{joined}"')
+
+    chat = ["chat:completions"]
+    return [
+        {
+            "name": "every outcome code through the admin steps",
+            "steps": [
+                {"op": "create", "as": "a", "name": "dev-server-integration", "scopes": chat},
+                {"op": "verify", "key": "a", "scopes": chat, "expect": valid},
+                {"op": "verify_header", "header": "Bearer {a}", "scopes": chat, "expect": valid},
+                {"op": "verify_header", "header": "", "scopes": [], "expect": missing},
+                {"op": "verify", "raw": "ks_typo", "scopes": [], "expect": malformed},
+                {"op": "verify", "raw": unknown, "scopes": [], "expect": not_found},
+                {"op": "verify", "key": "a", "scopes": ["images"], "expect": scope("images")},
+                {"op": "disable", "key": "a"},
+                {"op": "verify", "key": "a", "scopes": chat, "expect": disabled},
+                {"op": "enable", "key": "a"},
+                {"op": "verify", "key": "a", "scopes": chat, "expect": valid},
+                {"op": "rotate", "key": "a", "as": "b", "grace_ms": 0},
+                {"op": "verify", "key": "a", "scopes": chat, "expect": expired},
+                {"op": "verify", "key": "b", "scopes": chat, "expect": valid},
+                {"op": "revoke", "key": "b"},
+                {"op": "verify", "key": "b", "scopes": chat, "expect": revoked},
+                {"op": "verify_header", "header": "Bearer {b}", "scopes": [], "expect": revoked},
+            ],
+        },
+        {
+            "name": "scopes: every required scope must be granted; the challenge lists them all",
+            "steps": [
+                {"op": "create", "as": "a", "name": "two-scopes", "scopes": ["embeddings", "images"]},
+                {"op": "verify", "key": "a", "scopes": [], "expect": valid},
+                {"op": "verify", "key": "a", "scopes": ["images", "embeddings"], "expect": valid},
+                {"op": "verify", "key": "a", "scopes": ["images", "chat:completions"],
+                 "expect": scope("images", "chat:completions")},
+                {"op": "set_scopes", "key": "a", "scopes": ["chat:completions", "images"]},
+                {"op": "verify", "key": "a", "scopes": ["images", "chat:completions"], "expect": valid},
+                {"op": "verify", "key": "a", "scopes": ["embeddings"], "expect": scope("embeddings")},
+            ],
+        },
+        {
+            "name": "a key without scopes passes only checks that require none",
+            "steps": [
+                {"op": "create", "as": "a", "name": "no-scopes", "scopes": []},
+                {"op": "verify", "key": "a", "scopes": [], "expect": valid},
+                {"op": "verify", "key": "a", "scopes": chat, "expect": scope("chat:completions")},
+            ],
+        },
+        {
+            "name": "revoked is final and outranks disabled and expired",
+            "steps": [
+                {"op": "create", "as": "a", "name": "disabled-then-revoked", "scopes": []},
+                {"op": "disable", "key": "a"},
+                {"op": "revoke", "key": "a"},
+                {"op": "verify", "key": "a", "scopes": [], "expect": revoked},
+                {"op": "create", "as": "c", "name": "rotated-then-revoked", "scopes": []},
+                {"op": "rotate", "key": "c", "as": "d", "grace_ms": 0},
+                {"op": "verify", "key": "c", "scopes": [], "expect": expired},
+                {"op": "revoke", "key": "c"},
+                {"op": "verify", "key": "c", "scopes": [], "expect": revoked},
+                {"op": "verify", "key": "d", "scopes": [], "expect": valid},
+            ],
+        },
+        {
+            "name": "a leaked key revoked during its rotation grace; the replacement stays valid",
+            "steps": [
+                {"op": "create", "as": "a", "name": "svc", "scopes": chat},
+                {"op": "rotate", "key": "a", "as": "b", "grace_ms": 3600000},
+                {"op": "verify", "key": "a", "scopes": chat, "expect": valid},
+                {"op": "verify", "key": "b", "scopes": chat, "expect": valid},
+                {"op": "revoke", "key": "a"},
+                {"op": "verify", "key": "a", "scopes": chat, "expect": revoked},
+                {"op": "verify", "key": "b", "scopes": chat, "expect": valid},
+            ],
+        },
+        {
+            "name": "a deleted key is not_found, like one that never existed",
+            "steps": [
+                {"op": "create", "as": "a", "name": "short-lived", "scopes": []},
+                {"op": "verify", "key": "a", "scopes": [], "expect": valid},
+                {"op": "delete", "key": "a"},
+                {"op": "verify", "key": "a", "scopes": [], "expect": not_found},
+                {"op": "verify_header", "header": "Bearer {a}", "scopes": [], "expect": not_found},
+            ],
+        },
+    ]
+
+
 def render(name: str, description: str, cases: list[dict]) -> str:
     doc = {"description": description, "generated_by": "tests/vectors/generate.py", "cases": cases}
     return json.dumps(doc, indent=2, ensure_ascii=True) + "\n"
@@ -185,6 +291,16 @@ def main() -> int:
             "'missing' or 'malformed'. 'verify' is the outcome code of verify_header(header) "
             "on an empty store with prefix 'ks'.",
             header_cases(),
+        ),
+        "lifecycle.json": render(
+            "lifecycle",
+            "Scripts of admin steps on a new store with prefix 'ks', run in order. Ops: create "
+            "(name, scopes; 'as' names the key for later steps), disable, enable, revoke, delete, "
+            "set_scopes (key, scopes), rotate (key, grace_ms; 'as' names the new key), verify "
+            "(key: a named key, or raw: a literal string; scopes required), verify_header (header, "
+            "where {name} stands for that key; scopes required). Each verify step gives the "
+            "expected code, http_status and www_authenticate (null: no header).",
+            lifecycle_cases(),
         ),
     }
     check = "--check" in sys.argv

@@ -71,4 +71,68 @@ final class VectorsTests: XCTestCase {
         }
         XCTAssertGreaterThan(all.count, 20)
     }
+
+    /// lifecycle.json: scripted admin steps, each verify with the code, HTTP status and
+    /// WWW-Authenticate every binding must give; the scripts reach all eight codes.
+    func testLifecycleVectors() throws {
+        var seen = Set<String>()
+        for (n, c) in try cases("lifecycle.json").enumerated() {
+            let name = c["name"] as? String ?? "?"
+            let store = try KeyStore.open(
+                path: directory.appendingPathComponent("l\(n).redb").path,
+                options: OpenOptions(prefix: "ks", flushInterval: 0)
+            )
+            defer { try? store.close() }
+            var keys: [String: (key: String, id: String)] = [:]
+            let steps = try XCTUnwrap(c["steps"] as? [[String: Any]], name)
+            for (i, step) in steps.enumerated() {
+                let at = "\(name), step \(i)"
+                let op = try XCTUnwrap(step["op"] as? String, at)
+                let scopes = step["scopes"] as? [String] ?? []
+                func id() throws -> String {
+                    try XCTUnwrap(keys[try XCTUnwrap(step["key"] as? String, at)], at).id
+                }
+                switch op {
+                case "create":
+                    let created = try store.create(newKey: NewKey(
+                        name: try XCTUnwrap(step["name"] as? String, at), scopes: scopes))
+                    keys[try XCTUnwrap(step["as"] as? String, at)] = (created.key, created.info.id)
+                case "disable": _ = try store.disable(id: try id())
+                case "enable": _ = try store.enable(id: try id())
+                case "revoke": _ = try store.revoke(id: try id())
+                case "delete": try store.delete(id: try id())
+                case "set_scopes": _ = try store.setScopes(id: try id(), scopes: scopes)
+                case "rotate":
+                    let graceMs = try XCTUnwrap(step["grace_ms"] as? Int, at)
+                    let rotated = try store.rotate(id: try id(), grace: Double(graceMs) / 1000)
+                    keys[try XCTUnwrap(step["as"] as? String, at)] = (rotated.key, rotated.info.id)
+                case "verify", "verify_header":
+                    let check: Verification
+                    if op == "verify" {
+                        let presented: String
+                        if let raw = step["raw"] as? String {
+                            presented = raw
+                        } else {
+                            presented = try XCTUnwrap(keys[try XCTUnwrap(step["key"] as? String, at)], at).key
+                        }
+                        check = try store.verify(presented: presented, requiredScopes: scopes)
+                    } else {
+                        var header = try XCTUnwrap(step["header"] as? String, at)
+                        for (k, v) in keys { header = header.replacingOccurrences(of: "{\(k)}", with: v.key) }
+                        check = try store.verifyHeader(authorization: header, requiredScopes: scopes)
+                    }
+                    let expect = try XCTUnwrap(step["expect"] as? [String: Any], at)
+                    XCTAssertEqual(check.code, expect["code"] as? String, at)
+                    XCTAssertEqual(Int(check.httpStatus), expect["http_status"] as? Int, at)
+                    XCTAssertEqual(check.wwwAuthenticate, expect["www_authenticate"] as? String, at)
+                    XCTAssertEqual(check.ok, check.code == "valid", at)
+                    seen.insert(check.code)
+                default:
+                    XCTFail("\(at): unknown op \(op)")
+                }
+            }
+        }
+        XCTAssertEqual(seen, ["valid", "missing", "malformed", "not_found", "disabled", "revoked",
+                              "expired", "insufficient_scope"])
+    }
 }
