@@ -7,10 +7,9 @@
 #                                                        XCFramework's Headers/module.modulemap)
 #   <out>/swift/Sources/keysteadFFI/module.modulemap    the same plus `link "keystead_ffi"`,
 #                                                        for SwiftPM's system-library target
-#   <out>/kotlin/src/main/kotlin/uniffi/keystead/keystead.kt   the Kotlin (JNA) API
 #
 # Usage: bindings/swift/generate.sh [--out-dir DIR]
-#   Without --out-dir it writes into bindings/swift and bindings/kotlin (the committed copies);
+#   Without --out-dir it writes into bindings/swift (the committed copies);
 #   scripts/test-swift.sh passes a temporary directory and diffs the result against them.
 # Prints the path of the built library on its last line of output.
 set -euo pipefail
@@ -44,17 +43,13 @@ bindgen="$target_dir/debug/uniffi-bindgen"
 
 swift_out=${out_dir:+$out_dir/swift}
 swift_out=${swift_out:-$root/bindings/swift}
-kotlin_out=${out_dir:+$out_dir/kotlin}
-kotlin_out=${kotlin_out:-$root/bindings/kotlin}
 
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-# --no-format: the output must not depend on whether swiftformat or ktlint is installed.
+# --no-format: the output must not depend on whether swiftformat is installed.
 "$bindgen" generate --library "$library" --language swift --no-format --out-dir "$scratch/swift" >&2
-"$bindgen" generate --library "$library" --language kotlin --no-format --out-dir "$scratch/kotlin" >&2
 
-mkdir -p "$swift_out/Sources/keystead" "$swift_out/Sources/keysteadFFI" \
-    "$kotlin_out/src/main/kotlin/uniffi/keystead"
+mkdir -p "$swift_out/Sources/keystead" "$swift_out/Sources/keysteadFFI"
 cp "$scratch/swift/keystead.swift" "$swift_out/Sources/keystead/keystead.swift"
 cp "$scratch/swift/keysteadFFI.h" "$scratch/swift/keysteadFFI.modulemap" \
     "$swift_out/Sources/keysteadFFI/"
@@ -70,6 +65,5 @@ module keysteadFFI {
     export *
 }
 MODULEMAP
-cp "$scratch/kotlin/uniffi/keystead/keystead.kt" "$kotlin_out/src/main/kotlin/uniffi/keystead/"
 
 echo "$library"
