@@ -414,7 +414,7 @@ fn store_exists(ctx: &Ctx) -> Result<bool, Failure> {
 }
 
 fn open(ctx: &Ctx, options: Options) -> Result<KeyStore, Failure> {
-    KeyStore::open(&ctx.db, options).map_err(|e| {
+    let store = KeyStore::open(&ctx.db, options).map_err(|e| {
         let hint = match e {
             keystead::Error::WrongPepper if env::var_os("KEYSTEAD_PEPPER").is_some() => {
                 " (check $KEYSTEAD_PEPPER)"
@@ -425,7 +425,28 @@ fn open(ctx: &Ctx, options: Options) -> Result<KeyStore, Failure> {
         let mut failure = Failure::from(e).context(format!("cannot open {}", ctx.db.display()));
         failure.message.push_str(hint);
         failure
-    })
+    })?;
+    warn_if_readable_by_others(ctx);
+    Ok(store)
+}
+
+/// A store others may read is opened (one they may write is refused by the core), with a
+/// warning: a copy gives them every record, and without a pepper lets them guess offline.
+fn warn_if_readable_by_others(ctx: &Ctx) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(&ctx.db) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o044 != 0 {
+                eprintln!(
+                    "keystead: warning: {} is readable by group or others (mode {mode:04o}); \
+                     run `chmod 600` on it",
+                    ctx.db.display()
+                );
+            }
+        }
+    }
 }
 
 /// Opens a store that must exist already; never creates or initializes a file.

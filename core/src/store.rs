@@ -321,10 +321,14 @@ fn read_u64_meta(view: &dyn Read, name: &str) -> Result<u64> {
 }
 
 impl KeyStore {
-    /// Opens the store at `path`, creating the file (mode 0600) if it does not exist.
+    /// Opens the store at `path`, creating the file (mode 0600) if it does not exist. A store is
+    /// never created through a symbolic link (an existing store may be opened through one).
     ///
     /// # Errors
-    /// - [`Error::InvalidArgument`] for a bad prefix or pepper;
+    /// - [`Error::InvalidArgument`] for a bad prefix or pepper, or a `path` that is a symbolic
+    ///   link to a missing or empty file;
+    /// - [`Error::InsecurePermissions`] for an existing file that its group or others may
+    ///   write (`chmod 600` fixes it);
     /// - [`Error::PrefixMismatch`] if a prefix is given that is not the store's;
     /// - [`Error::WrongPepper`] if the pepper is not the one the store was created with;
     /// - [`Error::UnsupportedVersion`] for a store written by a newer keystead;

@@ -51,12 +51,53 @@ pub(crate) struct RedbFile {
     db: RwLock<Arc<Database>>,
 }
 
+/// Opens an existing file for redb. It never creates one: redb's `Builder::create` would make a
+/// missing file (or the target of a dangling symlink) with the umask's mode, while every file
+/// keystead creates is made by `create_private_file`, mode 0600. A file that others may write
+/// is refused (`check_mode`).
 fn open_db(path: &Path, cache_size: usize) -> Result<Database> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    check_mode(&file.metadata()?)?;
+    let backend = redb::backends::FileBackend::new(file).map_err(map_err)?;
     Database::builder()
         .set_cache_size(cache_size)
         .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-        .create(path)
+        .create_with_backend(backend)
         .map_err(map_err)
+}
+
+/// Refuses a store file that its group or others may write: whoever can write it can change
+/// any key's state, and without a pepper mint keys. (Readable by others is not refused here;
+/// the CLI warns about it.)
+fn check_mode(meta: &std::fs::Metadata) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(Error::InsecurePermissions { mode });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Ok(())
+}
+
+/// A store is never created through a symbolic link: the path must name the file itself. A
+/// dangling link (or one to an empty file) at the store path is refused, so no file is made
+/// at a place the link chooses, with a mode keystead does not control.
+fn refuse_symlink_at_creation(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::invalid(format!(
+            "{} is a symbolic link to a missing or empty file; keystead creates a store only \
+             at a path that is not a link (create it at the link's target instead)",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 impl RedbFile {
@@ -70,6 +111,7 @@ impl RedbFile {
             Err(e) => return Err(Error::Io(e)),
         };
         if size.is_none_or(|len| len == 0) {
+            refuse_symlink_at_creation(path)?;
             create_atomically(path, size == Some(0), meta)?;
         }
         Ok(RedbFile {
@@ -259,7 +301,8 @@ pub(crate) fn inspect<T>(
 ) -> Result<Option<T>> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.len() == 0 => return Ok(None),
-        Ok(_) => {}
+        // Refused before anything is read (`open_db` checks the opened file again).
+        Ok(meta) => check_mode(&meta)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::Io(e)),
     }
