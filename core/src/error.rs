@@ -70,6 +70,15 @@ pub enum Error {
         /// The file's permission bits, e.g. `0o666`.
         mode: u32,
     },
+    /// The store's path no longer names the file this handle opened: it was replaced (e.g. a
+    /// backup renamed over it) or removed. The handle fails closed — every later read, verify
+    /// and write returns this error, and nothing is written to either file — until the store
+    /// is opened again, which checks the new file (prefix, pepper, version, mode).
+    #[error(
+        "the store file was replaced or removed after this handle opened it; \
+         open the store again to use the file now at its path"
+    )]
+    StoreReplaced,
 }
 
 /// Shorthand used throughout the crate.

@@ -101,6 +101,8 @@ impl Options {
     /// How long verify may use one read snapshot before taking a fresh one. This bounds how
     /// late a change made by another process (or another `KeyStore` on the same file) is seen;
     /// changes made through this `KeyStore` are seen at once. Zero takes a snapshot per verify.
+    /// It also bounds how long a replaced store file is served: the first refresh after the
+    /// path came to name another file fails with [`Error::StoreReplaced`].
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
         self
@@ -710,8 +712,9 @@ impl KeyStore {
     /// Never writes: a valid use is counted in memory and flushed later.
     ///
     /// # Errors
-    /// Only operational failures (storage), or [`Error::InvalidArgument`] for a required scope
-    /// that no key could have. A bad credential is an [`Outcome`], not an error.
+    /// Only operational failures (storage; [`Error::StoreReplaced`] once the store file was
+    /// replaced or removed), or [`Error::InvalidArgument`] for a required scope that no key
+    /// could have. A bad credential is an [`Outcome`], not an error.
     ///
     /// # Example
     /// ```

@@ -100,7 +100,7 @@ pub fn map_error(error: ks::Error) -> KeysteadError {
         ks::Error::PrefixMismatch { .. } => KeysteadError::PrefixMismatch { message },
         ks::Error::UnsupportedVersion { .. } => KeysteadError::UnsupportedVersion { message },
         // Corrupt, Locked, Storage, Io, InsecurePermissions (the message names `chmod 600`),
-        // and any failure a later core adds.
+        // StoreReplaced, and any failure a later core adds.
         _ => KeysteadError::Store { message },
     }
 }

@@ -36,8 +36,8 @@ fn error_code(err: &keystead::Error) -> &'static str {
         E::WrongPepper => "KEYSTEAD_WRONG_PEPPER",
         E::PrefixMismatch { .. } => "KEYSTEAD_PREFIX_MISMATCH",
         E::UnsupportedVersion { .. } => "KEYSTEAD_UNSUPPORTED_VERSION",
-        // Corrupt, Locked, Storage, Io, InsecurePermissions and any variant added later: the
-        // file or engine failed (the message says which, e.g. `chmod 600`).
+        // Corrupt, Locked, Storage, Io, InsecurePermissions, StoreReplaced and any variant
+        // added later: the file or engine failed (the message says which, e.g. `chmod 600`).
         _ => "KEYSTEAD_STORE_ERROR",
     }
 }

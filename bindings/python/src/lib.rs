@@ -51,7 +51,8 @@ fn to_py_err(error: Error) -> PyErr {
         | Error::Locked(_)
         | Error::Storage(_)
         | Error::Io(_)
-        | Error::InsecurePermissions { .. } => errors::StoreError::new_err(message),
+        | Error::InsecurePermissions { .. }
+        | Error::StoreReplaced => errors::StoreError::new_err(message),
         _ => errors::KeysteadError::new_err(message),
     }
 }

@@ -47,26 +47,58 @@ fn map_err(err: impl Into<redb::Error>) -> Error {
 pub(crate) struct RedbFile {
     path: PathBuf,
     cache_size: usize,
+    /// The file this handle opened. If the path comes to name another file (a backup renamed
+    /// over it) or none, the handle fails closed with `Error::StoreReplaced`.
+    identity: FileId,
     /// Replaced by a fresh handle after redb latches a failed write (see `retry`).
     db: RwLock<Arc<Database>>,
+}
+
+/// Which file a path names: device and inode number (on Unix; elsewhere nothing is compared).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    #[cfg(unix)]
+    dev: u64,
+    #[cfg(unix)]
+    ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            FileId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            FileId {}
+        }
+    }
 }
 
 /// Opens an existing file for redb. It never creates one: redb's `Builder::create` would make a
 /// missing file (or the target of a dangling symlink) with the umask's mode, while every file
 /// keystead creates is made by `create_private_file`, mode 0600. A file that others may write
 /// is refused (`check_mode`).
-fn open_db(path: &Path, cache_size: usize) -> Result<Database> {
+fn open_db(path: &Path, cache_size: usize) -> Result<(Database, FileId)> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)?;
-    check_mode(&file.metadata()?)?;
+    let meta = file.metadata()?;
+    check_mode(&meta)?;
     let backend = redb::backends::FileBackend::new(file).map_err(map_err)?;
-    Database::builder()
+    let db = Database::builder()
         .set_cache_size(cache_size)
         .set_concurrency_mode(ConcurrencyMode::MultiWriter)
         .create_with_backend(backend)
-        .map_err(map_err)
+        .map_err(map_err)?;
+    Ok((db, FileId::of(&meta)))
 }
 
 /// Refuses a store file that its group or others may write: whoever can write it can change
@@ -114,11 +146,25 @@ impl RedbFile {
             refuse_symlink_at_creation(path)?;
             create_atomically(path, size == Some(0), meta)?;
         }
+        let (db, identity) = open_db(path, cache_size)?;
         Ok(RedbFile {
             path: path.to_owned(),
             cache_size,
-            db: RwLock::new(Arc::new(open_db(path, cache_size)?)),
+            identity,
+            db: RwLock::new(Arc::new(db)),
         })
+    }
+
+    /// Fails with `Error::StoreReplaced` unless the path still names the file this handle
+    /// opened. One `stat`: run when a snapshot is taken (at most once per refresh interval on
+    /// the verify path) and around every write, never per verify.
+    fn ensure_same_file(&self) -> Result<()> {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if FileId::of(&meta) == self.identity => Ok(()),
+            Ok(_) => Err(Error::StoreReplaced),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::StoreReplaced),
+            Err(e) => Err(Error::Io(e)),
+        }
     }
 
     fn db(&self) -> Arc<Database> {
@@ -132,7 +178,12 @@ impl RedbFile {
         let db = self.db();
         match op(&db) {
             Err(RetryableError::PreviousIo) => {
-                let fresh = Arc::new(open_db(&self.path, self.cache_size)?);
+                let (fresh, identity) = open_db(&self.path, self.cache_size)?;
+                // Never carry on with whatever file the path names now.
+                if identity != self.identity {
+                    return Err(Error::StoreReplaced);
+                }
+                let fresh = Arc::new(fresh);
                 {
                     let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
                     if Arc::ptr_eq(&slot, &db) {
@@ -192,7 +243,7 @@ fn create_atomically(path: &Path, replace_empty: bool, meta: &[(&str, &[u8])]) -
     create_private_file(&tmp)?;
     let result = (|| -> Result<()> {
         {
-            let db = open_db(&tmp, 1 << 20)?;
+            let (db, _) = open_db(&tmp, 1 << 20)?;
             let txn = db.begin_write().map_err(map_err)?;
             {
                 let mut table = txn.open_table(META).map_err(map_err)?;
@@ -268,6 +319,7 @@ impl Backend for RedbFile {
     }
 
     fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
+        self.ensure_same_file()?;
         self.retry(|db| {
             let txn = db.begin_read()?;
             let keys = txn.open_table(KEYS)?;
@@ -276,6 +328,7 @@ impl Backend for RedbFile {
     }
 
     fn write(&self, body: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()> {
+        self.ensure_same_file()?;
         // Retrying after a latched error runs `body` again on a fresh transaction; the failed
         // one committed nothing.
         self.retry(|db| {
@@ -288,7 +341,10 @@ impl Backend for RedbFile {
                     Err(RetryableError::Other(e))
                 }
             }
-        })
+        })?;
+        // A commit that raced with a replacement of the file went to the old file, which no
+        // new handle reads: report it as failed rather than done.
+        self.ensure_same_file()
     }
 }
 
