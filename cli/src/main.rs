@@ -35,7 +35,8 @@ const MAX_VERIFY_INPUT: u64 = 16 * 1024;
 const AFTER_HELP: &str = "\
 Environment:
   KEYSTEAD_DB      the store file when --db is not given (default ./keystead.redb)
-  KEYSTEAD_PEPPER  the store's pepper, if it was created with one
+  KEYSTEAD_PEPPER  the store's pepper, if it was created with one: 32 to 1024 bytes, used as
+                   given (`keystead pepper generate` prints a good one)
 
 Exit status:
   0  success (verify: the key is valid)
@@ -165,6 +166,17 @@ enum Command {
               value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
     },
+    /// Peppers (the secret mixed into every hash)
+    Pepper {
+        #[command(subcommand)]
+        command: PepperCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PepperCommand {
+    /// Print a new pepper (32 random bytes, base64) to use as it is for $KEYSTEAD_PEPPER
+    Generate,
 }
 
 #[derive(Args, Debug)]
@@ -367,6 +379,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Verify { scopes } => verify(&ctx, &scopes),
         Command::Usage { id, days } => usage(&ctx, &id, days),
         Command::Audit { limit } => audit(&ctx, limit),
+        Command::Pepper {
+            command: PepperCommand::Generate,
+        } => pepper_generate(&ctx),
     }
 }
 
@@ -893,6 +908,37 @@ fn usage(ctx: &Ctx, id: &str, days: u32) -> Result<u8, Failure> {
         emit(&text)?;
     }
     store.close()?;
+    Ok(EXIT_OK)
+}
+
+/// `keystead pepper generate`: 32 bytes from the system's CSPRNG, printed in base64. The
+/// printed text itself (44 ASCII bytes, 256 bits of entropy) is the pepper: `$KEYSTEAD_PEPPER`
+/// and the bindings take the pepper's bytes as given, never decoded, so the same string opens
+/// the store everywhere.
+fn pepper_generate(ctx: &Ctx) -> Result<u8, Failure> {
+    use ring::rand::SecureRandom;
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes[..])
+        .map_err(|_| Failure::operational("the system random number generator failed"))?;
+    let pepper = output::base64(&bytes[..]);
+    let text = if ctx.json {
+        let mut value = json!({ "pepper": pepper.as_str() });
+        let text = Zeroizing::new(format!("{value}\n"));
+        if let Value::Object(map) = &mut value {
+            if let Some(Value::String(p)) = map.remove("pepper") {
+                drop(Zeroizing::new(p));
+            }
+        }
+        text
+    } else {
+        Zeroizing::new(format!("{}\n", pepper.as_str()))
+    };
+    emit(&text)?;
+    eprintln!(
+        "Keep this pepper in a secret manager, not beside the store; set it (the printed text, \
+         as is) as $KEYSTEAD_PEPPER before `keystead init`. A lost pepper cannot be recovered."
+    );
     Ok(EXIT_OK)
 }
 

@@ -2603,9 +2603,9 @@ data class OpenOptions (
     var `prefix`: kotlin.String? = null 
     , 
     /**
-     * A secret mixed into every hash, 1 to 1024 bytes. Opening with a different pepper than
-     * the store was created with fails with `WrongPepper`. The FFI copies of these bytes are
-     * not wiped; the core's copy is.
+     * A secret mixed into every hash: 32 to 1024 random bytes from a secret manager (shorter
+     * is `InvalidArgument`). Opening with a different pepper than the store was created with
+     * fails with `WrongPepper`. The FFI copies of these bytes are not wiped; the core's copy is.
      */
     var `pepper`: kotlin.ByteArray? = null 
     , 
