@@ -140,8 +140,8 @@ export interface OpenOptions {
   /** The key prefix: used when creating the store, checked against an existing one. */
   prefix?: string | undefined | null
   /**
-   * A secret mixed into every hash (1 to 1024 bytes); must match the one the store was
-   * created with.
+   * A secret mixed into every hash: 32 to 1024 random bytes (a string is used as its UTF-8
+   * bytes, not decoded); must match the one the store was created with.
    */
   pepper?: string | Buffer | undefined | null
   /** The storage engine's page cache, in bytes (default 32 MiB). */

@@ -21,8 +21,8 @@ pub fn core_exit_code(error: &keystead::Error) -> u8 {
         | E::KeyNotFound(_)
         | E::InvalidState { .. }
         | E::PrefixMismatch { .. } => EXIT_USAGE,
-        // WrongPepper, UnsupportedVersion, Corrupt, Locked, Storage, Io and any variant added
-        // later (the enum is non-exhaustive).
+        // WrongPepper, UnsupportedVersion, Corrupt, Locked, Storage, Io, InsecurePermissions,
+        // StoreReplaced and any variant added later (the enum is non-exhaustive).
         _ => EXIT_OPERATIONAL,
     }
 }
@@ -124,6 +124,8 @@ mod tests {
             Error::Locked("x".into()),
             Error::Storage("x".into()),
             Error::Io(std::io::Error::other("x")),
+            Error::InsecurePermissions { mode: 0o666 },
+            Error::StoreReplaced,
         ];
         for e in &operational {
             assert_eq!(core_exit_code(e), EXIT_OPERATIONAL, "{e}");

@@ -35,7 +35,8 @@ const MAX_VERIFY_INPUT: u64 = 16 * 1024;
 const AFTER_HELP: &str = "\
 Environment:
   KEYSTEAD_DB      the store file when --db is not given (default ./keystead.redb)
-  KEYSTEAD_PEPPER  the store's pepper, if it was created with one
+  KEYSTEAD_PEPPER  the store's pepper, if it was created with one: 32 to 1024 bytes, used as
+                   given (`keystead pepper generate` prints a good one)
 
 Exit status:
   0  success (verify: the key is valid)
@@ -165,6 +166,17 @@ enum Command {
               value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
     },
+    /// Peppers (the secret mixed into every hash)
+    Pepper {
+        #[command(subcommand)]
+        command: PepperCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PepperCommand {
+    /// Print a new pepper (32 random bytes, base64) to use as it is for $KEYSTEAD_PEPPER
+    Generate,
 }
 
 #[derive(Args, Debug)]
@@ -367,6 +379,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Verify { scopes } => verify(&ctx, &scopes),
         Command::Usage { id, days } => usage(&ctx, &id, days),
         Command::Audit { limit } => audit(&ctx, limit),
+        Command::Pepper {
+            command: PepperCommand::Generate,
+        } => pepper_generate(&ctx),
     }
 }
 
@@ -414,7 +429,7 @@ fn store_exists(ctx: &Ctx) -> Result<bool, Failure> {
 }
 
 fn open(ctx: &Ctx, options: Options) -> Result<KeyStore, Failure> {
-    KeyStore::open(&ctx.db, options).map_err(|e| {
+    let store = KeyStore::open(&ctx.db, options).map_err(|e| {
         let hint = match e {
             keystead::Error::WrongPepper if env::var_os("KEYSTEAD_PEPPER").is_some() => {
                 " (check $KEYSTEAD_PEPPER)"
@@ -425,7 +440,28 @@ fn open(ctx: &Ctx, options: Options) -> Result<KeyStore, Failure> {
         let mut failure = Failure::from(e).context(format!("cannot open {}", ctx.db.display()));
         failure.message.push_str(hint);
         failure
-    })
+    })?;
+    warn_if_readable_by_others(ctx);
+    Ok(store)
+}
+
+/// A store others may read is opened (one they may write is refused by the core), with a
+/// warning: a copy gives them every record, and without a pepper lets them guess offline.
+fn warn_if_readable_by_others(ctx: &Ctx) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(&ctx.db) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o044 != 0 {
+                eprintln!(
+                    "keystead: warning: {} is readable by group or others (mode {mode:04o}); \
+                     run `chmod 600` on it",
+                    ctx.db.display()
+                );
+            }
+        }
+    }
 }
 
 /// Opens a store that must exist already; never creates or initializes a file.
@@ -872,6 +908,37 @@ fn usage(ctx: &Ctx, id: &str, days: u32) -> Result<u8, Failure> {
         emit(&text)?;
     }
     store.close()?;
+    Ok(EXIT_OK)
+}
+
+/// `keystead pepper generate`: 32 bytes from the system's CSPRNG, printed in base64. The
+/// printed text itself (44 ASCII bytes, 256 bits of entropy) is the pepper: `$KEYSTEAD_PEPPER`
+/// and the bindings take the pepper's bytes as given, never decoded, so the same string opens
+/// the store everywhere.
+fn pepper_generate(ctx: &Ctx) -> Result<u8, Failure> {
+    use ring::rand::SecureRandom;
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes[..])
+        .map_err(|_| Failure::operational("the system random number generator failed"))?;
+    let pepper = output::base64(&bytes[..]);
+    let text = if ctx.json {
+        let mut value = json!({ "pepper": pepper.as_str() });
+        let text = Zeroizing::new(format!("{value}\n"));
+        if let Value::Object(map) = &mut value {
+            if let Some(Value::String(p)) = map.remove("pepper") {
+                drop(Zeroizing::new(p));
+            }
+        }
+        text
+    } else {
+        Zeroizing::new(format!("{}\n", pepper.as_str()))
+    };
+    emit(&text)?;
+    eprintln!(
+        "Keep this pepper in a secret manager, not beside the store; set it (the printed text, \
+         as is) as $KEYSTEAD_PEPPER before `keystead init`. A lost pepper cannot be recovered."
+    );
     Ok(EXIT_OK)
 }
 

@@ -9,6 +9,28 @@ use serde_json::{json, Map, Value};
 
 use crate::timefmt::format_time;
 
+/// Standard base64 (RFC 4648, with `=` padding), into a buffer wiped on drop.
+pub fn base64(bytes: &[u8]) -> keystead::Zeroizing<String> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = keystead::Zeroizing::new(String::with_capacity(bytes.len().div_ceil(3) * 4));
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// A time as RFC 3339 UTC, or `null`.
 fn time_json(time: Option<SystemTime>) -> Value {
     time.map_or(Value::Null, |t| Value::String(format_time(t)))
@@ -216,6 +238,23 @@ pub fn audit_table(entries: &[AuditEntry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()).as_str(), encoded);
+        }
+        assert_eq!(base64(&[0xff; 32]).len(), 44);
+        assert_eq!(base64(&[0xfb, 0xff]).as_str(), "+/8=");
+    }
 
     #[test]
     fn table_pads_all_but_the_last_column() {

@@ -651,10 +651,14 @@ fn operational_failures_exit_3() {
     assert_eq!(std::fs::read_dir(s.path()).unwrap().count(), 0);
 
     // Wrong or absent pepper.
-    let pepper = [("KEYSTEAD_PEPPER", "correct horse")];
+    let pepper = [("KEYSTEAD_PEPPER", "correct horse battery staple, 32+ bytes")];
     let init = s.run_with(&["init"], None, &pepper);
     assert_eq!(init.code, 0, "{}", init.stderr);
-    let wrong = s.run_with(&["list"], None, &[("KEYSTEAD_PEPPER", "battery staple")]);
+    let wrong = s.run_with(
+        &["list"],
+        None,
+        &[("KEYSTEAD_PEPPER", "battery staple correct horse, 32+ bytes")],
+    );
     assert_eq!(wrong.code, 3);
     assert!(wrong.stderr.contains("pepper"), "{}", wrong.stderr);
     assert_eq!(s.run(&["list"]).code, 3, "no pepper for a peppered store");

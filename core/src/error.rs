@@ -59,6 +59,26 @@ pub enum Error {
     /// Reading or writing the file failed (permissions, full disk, ...).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The existing store file is writable by its group or by others, so someone other than
+    /// its owner could change keys (or, without a pepper, mint them). Nothing was read or
+    /// written; `chmod 600` on the file fixes it.
+    #[error(
+        "the store file is writable by group or others (mode {mode:04o}); \
+         refusing to use it: run `chmod 600` on the file"
+    )]
+    InsecurePermissions {
+        /// The file's permission bits, e.g. `0o666`.
+        mode: u32,
+    },
+    /// The store's path no longer names the file this handle opened: it was replaced (e.g. a
+    /// backup renamed over it) or removed. The handle fails closed — every later read, verify
+    /// and write returns this error, and nothing is written to either file — until the store
+    /// is opened again, which checks the new file (prefix, pepper, version, mode).
+    #[error(
+        "the store file was replaced or removed after this handle opened it; \
+         open the store again to use the file now at its path"
+    )]
+    StoreReplaced,
 }
 
 /// Shorthand used throughout the crate.

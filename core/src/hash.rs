@@ -5,6 +5,10 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
+/// Shortest pepper accepted: the stored `pepper_check` (an HMAC under the pepper) lets anyone
+/// with a copy of the file test pepper guesses offline, so a pepper must be too random to
+/// guess — 32 random bytes, as `keystead pepper generate` prints.
+const MIN_PEPPER_LEN: usize = 32;
 /// Longest pepper accepted.
 const MAX_PEPPER_LEN: usize = 1024;
 const PEPPER_CHECK_MESSAGE: &[u8] = b"keystead pepper check v1";
@@ -19,9 +23,10 @@ impl Hasher {
         let zero = [0u8; 32];
         let key_bytes = match pepper {
             None => &zero[..],
-            Some(p) if p.is_empty() || p.len() > MAX_PEPPER_LEN => {
+            Some(p) if p.len() < MIN_PEPPER_LEN || p.len() > MAX_PEPPER_LEN => {
                 return Err(Error::invalid(format!(
-                    "a pepper is 1 to {MAX_PEPPER_LEN} bytes"
+                    "a pepper is {MIN_PEPPER_LEN} to {MAX_PEPPER_LEN} bytes of random data from a \
+                     secret manager (e.g. the output of `keystead pepper generate`)"
                 )))
             }
             // HMAC pads short keys with zeros, so an all-zero pepper would equal no pepper.
@@ -63,7 +68,7 @@ mod tests {
     #[test]
     fn pepper_changes_the_hash() {
         let plain = Hasher::new(None).unwrap();
-        let peppered = Hasher::new(Some(b"pepper")).unwrap();
+        let peppered = Hasher::new(Some(&[7u8; 32])).unwrap();
         assert_ne!(
             plain.hash(&[0; 16], 1, &[1; 32]),
             peppered.hash(&[0; 16], 1, &[1; 32])
@@ -71,6 +76,20 @@ mod tests {
         assert_ne!(plain.pepper_check(), peppered.pepper_check());
         assert!(Hasher::new(Some(b"")).is_err());
         assert!(Hasher::new(Some(&[0, 0])).is_err());
+        assert!(Hasher::new(Some(&[0; 32])).is_err());
+    }
+
+    #[test]
+    fn peppers_shorter_than_32_bytes_are_refused() {
+        for len in [1, 8, 17, 31] {
+            match Hasher::new(Some(&vec![7u8; len])) {
+                Err(Error::InvalidArgument(m)) => assert!(m.contains("32 to 1024"), "{m}"),
+                other => panic!("{len} bytes: {:?}", other.map(|_| ())),
+            }
+        }
+        assert!(Hasher::new(Some(&[7u8; 32])).is_ok());
+        assert!(Hasher::new(Some(&[7u8; 1024])).is_ok());
+        assert!(Hasher::new(Some(&[7u8; 1025])).is_err());
     }
 
     #[test]

@@ -43,9 +43,11 @@ const META_CREATED_AT: &str = "created_at";
 /// ```
 /// use std::time::Duration;
 /// use keystead::Options;
+/// # let pepper_from_the_secret_manager = vec![0x5a_u8; 32];
 /// let options = Options::new()
 ///     .prefix("hub")
-///     .pepper(b"from-the-secret-manager".to_vec())
+///     // 32 to 1024 random bytes from a secret manager (`keystead pepper generate` makes some).
+///     .pepper(pepper_from_the_secret_manager)
 ///     .cache_size(16 << 20)
 ///     .refresh_interval(Duration::from_millis(500));
 /// # let _ = options;
@@ -86,9 +88,16 @@ impl Options {
         self.prefix = Some(prefix.into());
         self
     }
-    /// A secret mixed into every hash (e.g. from a secret manager), 1 to 1024 bytes. A stolen
-    /// store file is useless for offline guessing without it. Opening with a different pepper
-    /// than the store was created with fails with [`Error::WrongPepper`].
+    /// A secret mixed into every hash: 32 to 1024 bytes of random data, kept in a secret
+    /// manager, never in the store's directory (`keystead pepper generate` prints 32 random
+    /// bytes in base64; that text, as is, makes a good pepper). A stolen store file is useless
+    /// for offline guessing without it. The store keeps an HMAC under the pepper to detect a
+    /// wrong one, so a guessable pepper (a word, a short string) can be found from a copy of
+    /// the file; that is why shorter peppers are refused. Opening with a different pepper than
+    /// the store was created with fails with [`Error::WrongPepper`].
+    ///
+    /// Checked by [`KeyStore::open`]: a pepper shorter than 32 bytes, longer than 1024 or all
+    /// zero bytes is [`Error::InvalidArgument`].
     pub fn pepper(mut self, pepper: impl Into<Vec<u8>>) -> Self {
         self.pepper = Some(Zeroizing::new(pepper.into()));
         self
@@ -101,6 +110,8 @@ impl Options {
     /// How long verify may use one read snapshot before taking a fresh one. This bounds how
     /// late a change made by another process (or another `KeyStore` on the same file) is seen;
     /// changes made through this `KeyStore` are seen at once. Zero takes a snapshot per verify.
+    /// It also bounds how long a replaced store file is served: the first refresh after the
+    /// path came to name another file fails with [`Error::StoreReplaced`].
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
         self
@@ -321,10 +332,14 @@ fn read_u64_meta(view: &dyn Read, name: &str) -> Result<u64> {
 }
 
 impl KeyStore {
-    /// Opens the store at `path`, creating the file (mode 0600) if it does not exist.
+    /// Opens the store at `path`, creating the file (mode 0600) if it does not exist. A store is
+    /// never created through a symbolic link (an existing store may be opened through one).
     ///
     /// # Errors
-    /// - [`Error::InvalidArgument`] for a bad prefix or pepper;
+    /// - [`Error::InvalidArgument`] for a bad prefix, a pepper outside 32 to 1024 bytes (or all
+    ///   zero bytes), or a `path` that is a symbolic link to a missing or empty file;
+    /// - [`Error::InsecurePermissions`] for an existing file that its group or others may
+    ///   write (`chmod 600` fixes it);
     /// - [`Error::PrefixMismatch`] if a prefix is given that is not the store's;
     /// - [`Error::WrongPepper`] if the pepper is not the one the store was created with;
     /// - [`Error::UnsupportedVersion`] for a store written by a newer keystead;
@@ -706,8 +721,9 @@ impl KeyStore {
     /// Never writes: a valid use is counted in memory and flushed later.
     ///
     /// # Errors
-    /// Only operational failures (storage), or [`Error::InvalidArgument`] for a required scope
-    /// that no key could have. A bad credential is an [`Outcome`], not an error.
+    /// Only operational failures (storage; [`Error::StoreReplaced`] once the store file was
+    /// replaced or removed), or [`Error::InvalidArgument`] for a required scope that no key
+    /// could have. A bad credential is an [`Outcome`], not an error.
     ///
     /// # Example
     /// ```

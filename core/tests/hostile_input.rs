@@ -811,18 +811,29 @@ fn a_first_open_on_a_full_disk_can_be_retried_once_space_is_freed() {
 fn pepper_bounds_and_binary_peppers() {
     let (_dir, path) = temp();
     for (what, pepper) in [
+        ("31 bytes", vec![7u8; 31]),
+        ("a word", b"pepper".to_vec()),
         ("1025 bytes", vec![7u8; 1025]),
         ("1 MiB", vec![7u8; 1 << 20]),
         ("all zero bytes", vec![0u8; 32]),
         ("one zero byte", vec![0u8]),
     ] {
         match KeyStore::open(&path, options().pepper(pepper)) {
-            Err(Error::InvalidArgument(m)) => assert!(m.len() < 200, "{what}: {m}"),
+            Err(Error::InvalidArgument(m)) => {
+                assert!(m.len() < 200, "{what}: {m}");
+                assert!(
+                    m.contains("32 to 1024 bytes") || m.contains("zero"),
+                    "{what}: {m}"
+                );
+            }
             other => panic!("{what}: {:?}", other.map(drop)),
         }
         assert!(!path.exists(), "{what}: a refused open created the file");
     }
-    // Peppers are bytes, not text: NUL and non-UTF-8 bytes work, up to 1024 of them.
+    // Peppers are bytes, not text: NUL and non-UTF-8 bytes work, 32 to 1024 of them.
+    let shortest: Vec<u8> = (1..=32u8).collect();
+    drop(KeyStore::open(&path, options().pepper(shortest)).unwrap());
+    std::fs::remove_file(&path).unwrap();
     let pepper: Vec<u8> = (0..1024u32).map(|i| (i * 131 % 256) as u8).collect();
     assert!(pepper.contains(&0) && std::str::from_utf8(&pepper).is_err());
     let s = KeyStore::open(&path, options().pepper(pepper.clone())).unwrap();

@@ -61,11 +61,15 @@ fn default_prefix_is_ks() {
 #[test]
 fn wrong_pepper_is_a_clear_error_and_changes_nothing() {
     let (_dir, path) = temp();
-    let s = KeyStore::open(&path, options().pepper(b"pepper-one".to_vec())).unwrap();
+    let s = KeyStore::open(
+        &path,
+        options().pepper(b"pepper-one-0123456789abcdefghijklmn".to_vec()),
+    )
+    .unwrap();
     let key = s.create(NewKey::new("x")).unwrap();
     drop(s);
     let before = digest(&path);
-    for wrong in [Some(b"pepper-two".to_vec()), None] {
+    for wrong in [Some(b"pepper-two-0123456789abcdefghijklmn".to_vec()), None] {
         let opts = match wrong {
             Some(p) => options().pepper(p),
             None => options(),
@@ -75,7 +79,11 @@ fn wrong_pepper_is_a_clear_error_and_changes_nothing() {
         assert!(err.to_string().contains("pepper"));
     }
     assert_eq!(digest(&path), before, "file untouched");
-    let s = KeyStore::open(&path, options().pepper(b"pepper-one".to_vec())).unwrap();
+    let s = KeyStore::open(
+        &path,
+        options().pepper(b"pepper-one-0123456789abcdefghijklmn".to_vec()),
+    )
+    .unwrap();
     assert!(s.verify(key.key(), &[]).unwrap().is_valid());
 }
 
@@ -84,7 +92,10 @@ fn pepper_given_to_a_store_created_without_one_is_wrong() {
     let (_dir, path) = temp();
     drop(KeyStore::open(&path, options()).unwrap());
     assert!(matches!(
-        KeyStore::open(&path, options().pepper(b"late".to_vec())),
+        KeyStore::open(
+            &path,
+            options().pepper(b"late-pepper-0123456789abcdefghijklmn".to_vec())
+        ),
         Err(Error::WrongPepper)
     ));
     assert!(matches!(

@@ -154,7 +154,7 @@ fn a_peppered_store_holds_neither_the_pepper_nor_any_secret() {
 #[test]
 fn debug_output_of_every_public_type_is_free_of_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let pepper = "pepper-value-7f3e1b";
+    let pepper = "pepper-value-7f3e1b-0123456789abcdef";
     let store = KeyStore::open(
         dir.path().join("k.redb"),
         Options::new()

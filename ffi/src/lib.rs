@@ -99,7 +99,8 @@ pub fn map_error(error: ks::Error) -> KeysteadError {
         ks::Error::WrongPepper => KeysteadError::WrongPepper { message },
         ks::Error::PrefixMismatch { .. } => KeysteadError::PrefixMismatch { message },
         ks::Error::UnsupportedVersion { .. } => KeysteadError::UnsupportedVersion { message },
-        // Corrupt, Locked, Storage, Io, and any failure a later core adds.
+        // Corrupt, Locked, Storage, Io, InsecurePermissions (the message names `chmod 600`),
+        // StoreReplaced, and any failure a later core adds.
         _ => KeysteadError::Store { message },
     }
 }
@@ -130,9 +131,9 @@ pub struct OpenOptions {
     /// existing one. A new store gets `ks`.
     #[uniffi(default)]
     pub prefix: Option<String>,
-    /// A secret mixed into every hash, 1 to 1024 bytes. Opening with a different pepper than
-    /// the store was created with fails with `WrongPepper`. The FFI copies of these bytes are
-    /// not wiped; the core's copy is.
+    /// A secret mixed into every hash: 32 to 1024 random bytes from a secret manager (shorter
+    /// is `InvalidArgument`). Opening with a different pepper than the store was created with
+    /// fails with `WrongPepper`. The FFI copies of these bytes are not wiped; the core's copy is.
     #[uniffi(default)]
     pub pepper: Option<Vec<u8>>,
     /// The storage engine's page cache, in bytes (default 32 MiB).

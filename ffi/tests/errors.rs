@@ -45,6 +45,8 @@ fn map_error_covers_every_core_error() {
         (Error::Locked("l".into()), "Store"),
         (Error::Storage("s".into()), "Store"),
         (Error::Io(std::io::Error::other("disk full")), "Store"),
+        (Error::InsecurePermissions { mode: 0o666 }, "Store"),
+        (Error::StoreReplaced, "Store"),
     ];
     for (error, expected) in cases {
         let message = error.to_string();
@@ -108,7 +110,7 @@ fn errors_from_the_store() {
     let e = KeyStore::open(
         path.clone(),
         OpenOptions {
-            pepper: Some(b"not the one".to_vec()),
+            pepper: Some(b"not the one, though 32 bytes or more".to_vec()),
             ..quiet()
         },
     )

@@ -216,7 +216,7 @@ fn pepper_and_prefix_are_passed_through() {
     let path = dir.path().join("p.redb").to_str().unwrap().to_owned();
     let options = OpenOptions {
         prefix: Some("hub".into()),
-        pepper: Some(b"from-the-secret-manager".to_vec()),
+        pepper: Some(b"from-the-secret-manager-0123456789".to_vec()),
         ..quiet()
     };
     let store = KeyStore::open(path.clone(), options.clone()).unwrap();

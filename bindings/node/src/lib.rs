@@ -36,8 +36,8 @@ fn error_code(err: &keystead::Error) -> &'static str {
         E::WrongPepper => "KEYSTEAD_WRONG_PEPPER",
         E::PrefixMismatch { .. } => "KEYSTEAD_PREFIX_MISMATCH",
         E::UnsupportedVersion { .. } => "KEYSTEAD_UNSUPPORTED_VERSION",
-        // Corrupt, Locked, Storage, Io and any variant added later: the file or engine failed
-        // (the message says which).
+        // Corrupt, Locked, Storage, Io, InsecurePermissions, StoreReplaced and any variant
+        // added later: the file or engine failed (the message says which, e.g. `chmod 600`).
         _ => "KEYSTEAD_STORE_ERROR",
     }
 }
@@ -95,8 +95,8 @@ fn from_date(date: DateTime<Utc>) -> SystemTime {
 pub struct OpenOptions {
     /// The key prefix: used when creating the store, checked against an existing one.
     pub prefix: Option<Option<String>>,
-    /// A secret mixed into every hash (1 to 1024 bytes); must match the one the store was
-    /// created with.
+    /// A secret mixed into every hash: 32 to 1024 random bytes (a string is used as its UTF-8
+    /// bytes, not decoded); must match the one the store was created with.
     pub pepper: Option<Option<Either<String, Buffer>>>,
     /// The storage engine's page cache, in bytes (default 32 MiB).
     pub cache_size: Option<Option<i64>>,

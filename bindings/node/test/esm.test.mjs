@@ -19,9 +19,12 @@ test('named and default imports expose the same KeyStore as require()', () => {
 
 test('create and verify through the ESM entry point', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keystead-node-esm-'))
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }))
   const store = KeyStore.open(path.join(dir, 'keystead.redb'))
-  t.after(() => store.close())
+  // Close first: closing flushes usage, which a handle refuses once its file is removed.
+  t.after(() => {
+    store.close()
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
 
   const { key, info } = store.create({ name: 'esm', scopes: ['chat:completions'] })
   const check = store.verifyHeader(`Bearer ${key}`, { scopes: ['chat:completions'] })

@@ -272,7 +272,7 @@ test('argument errors carry KEYSTEAD_INVALID_ARGUMENT / KEYSTEAD_KEY_NOT_FOUND',
 
 test('the plaintext key is never in the store file, in errors, or in inspected info', (t) => {
   const path = tempStorePath()
-  const store = KeyStore.open(path, { pepper: 'pepper-from-the-secret-manager' })
+  const store = KeyStore.open(path, { pepper: 'pepper-from-the-secret-manager-0123456789' })
   const created = store.create({ name: 'secret-holder', scopes: [SCOPE] })
   const { key, info } = created
   const secret = key.slice(15) // after `ks_` and the 12-character public id
@@ -325,23 +325,25 @@ test('the plaintext key is never in the store file, in errors, or in inspected i
 
 test('wrong pepper, prefix mismatch, Buffer pepper', (t) => {
   const path = tempStorePath()
-  const store = KeyStore.open(path, { pepper: Buffer.from('correct horse'), prefix: 'hub' })
+  const pepper = 'correct horse battery staple, 32+ bytes'
+  const store = KeyStore.open(path, { pepper: Buffer.from(pepper), prefix: 'hub' })
   const { key } = store.create({ name: 'peppered' })
   assert.match(key, /^hub_/)
   store.close()
 
-  assert.throws(() => KeyStore.open(path, { pepper: 'battery staple' }), (err) => {
+  const wrong = 'battery staple correct horse, 32+ bytes'
+  assert.throws(() => KeyStore.open(path, { pepper: wrong }), (err) => {
     assert.ok(err instanceof Error)
     assert.equal(err.code, 'KEYSTEAD_WRONG_PEPPER')
     assert.match(err.message, /wrong pepper/)
     return true
   })
   assert.throws(() => KeyStore.open(path), { code: 'KEYSTEAD_WRONG_PEPPER' })
-  assert.throws(() => KeyStore.open(path, { pepper: 'correct horse', prefix: 'ks' }), {
+  assert.throws(() => KeyStore.open(path, { pepper, prefix: 'ks' }), {
     code: 'KEYSTEAD_PREFIX_MISMATCH',
   })
   // The same bytes as a string open it too.
-  const again = KeyStore.open(path, { pepper: 'correct horse' })
+  const again = KeyStore.open(path, { pepper })
   t.after(() => again.close())
   assert.equal(again.prefix, 'hub')
   assert.equal(again.verify(key).code, 'valid')

@@ -47,9 +47,12 @@ fn to_py_err(error: Error) -> PyErr {
         Error::WrongPepper => errors::WrongPepperError::new_err(message),
         Error::PrefixMismatch { .. } => errors::PrefixMismatchError::new_err(message),
         Error::UnsupportedVersion { .. } => errors::UnsupportedVersionError::new_err(message),
-        Error::Corrupt(_) | Error::Locked(_) | Error::Storage(_) | Error::Io(_) => {
-            errors::StoreError::new_err(message)
-        }
+        Error::Corrupt(_)
+        | Error::Locked(_)
+        | Error::Storage(_)
+        | Error::Io(_)
+        | Error::InsecurePermissions { .. }
+        | Error::StoreReplaced => errors::StoreError::new_err(message),
         _ => errors::KeysteadError::new_err(message),
     }
 }

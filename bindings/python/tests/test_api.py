@@ -140,13 +140,13 @@ def test_context_manager_closes_even_on_error(store_path: Path) -> None:
 
 
 def test_pepper(store_path: Path) -> None:
-    with KeyStore(store_path, pepper="from-the-secret-manager") as ks:
+    with KeyStore(store_path, pepper="from-the-secret-manager-0123456789") as ks:
         key = ks.create("k").key
     # str and bytes name the same pepper
-    with KeyStore(store_path, pepper=b"from-the-secret-manager") as ks:
+    with KeyStore(store_path, pepper=b"from-the-secret-manager-0123456789") as ks:
         assert ks.verify(key).ok
     with pytest.raises(keystead.WrongPepperError):
-        KeyStore(store_path, pepper=b"another-pepper")
+        KeyStore(store_path, pepper=b"another-pepper-0123456789abcdefghij")
     with pytest.raises(keystead.WrongPepperError):
         KeyStore(store_path)
     with pytest.raises(TypeError):
@@ -156,7 +156,7 @@ def test_pepper(store_path: Path) -> None:
 def test_store_without_pepper_refuses_one(store_path: Path) -> None:
     KeyStore(store_path).close()
     with pytest.raises(keystead.WrongPepperError, match="pepper"):
-        KeyStore(store_path, pepper="p")
+        KeyStore(store_path, pepper="p" * 32)
 
 
 def test_prefix(tmp_path: Path) -> None:
@@ -184,7 +184,7 @@ def test_not_a_store(tmp_path: Path) -> None:
 
 
 def test_plaintext_key_never_reaches_the_file(store_path: Path) -> None:
-    pepper = b"pepper-that-stays-in-memory"
+    pepper = b"pepper-that-stays-in-memory-0123456789"
     keys = []
     with KeyStore(store_path, pepper=pepper, cache_size=1 << 20) as ks:
         for i in range(5):

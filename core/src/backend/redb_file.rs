@@ -47,16 +47,89 @@ fn map_err(err: impl Into<redb::Error>) -> Error {
 pub(crate) struct RedbFile {
     path: PathBuf,
     cache_size: usize,
+    /// The file this handle opened. If the path comes to name another file (a backup renamed
+    /// over it) or none, the handle fails closed with `Error::StoreReplaced`.
+    identity: FileId,
     /// Replaced by a fresh handle after redb latches a failed write (see `retry`).
     db: RwLock<Arc<Database>>,
 }
 
-fn open_db(path: &Path, cache_size: usize) -> Result<Database> {
-    Database::builder()
+/// Which file a path names: device and inode number (on Unix; elsewhere nothing is compared).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileId {
+    #[cfg(unix)]
+    dev: u64,
+    #[cfg(unix)]
+    ino: u64,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            FileId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = meta;
+            FileId {}
+        }
+    }
+}
+
+/// Opens an existing file for redb. It never creates one: redb's `Builder::create` would make a
+/// missing file (or the target of a dangling symlink) with the umask's mode, while every file
+/// keystead creates is made by `create_private_file`, mode 0600. A file that others may write
+/// is refused (`check_mode`).
+fn open_db(path: &Path, cache_size: usize) -> Result<(Database, FileId)> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let meta = file.metadata()?;
+    check_mode(&meta)?;
+    let backend = redb::backends::FileBackend::new(file).map_err(map_err)?;
+    let db = Database::builder()
         .set_cache_size(cache_size)
         .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-        .create(path)
-        .map_err(map_err)
+        .create_with_backend(backend)
+        .map_err(map_err)?;
+    Ok((db, FileId::of(&meta)))
+}
+
+/// Refuses a store file that its group or others may write: whoever can write it can change
+/// any key's state, and without a pepper mint keys. (Readable by others is not refused here;
+/// the CLI warns about it.)
+fn check_mode(meta: &std::fs::Metadata) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(Error::InsecurePermissions { mode });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Ok(())
+}
+
+/// A store is never created through a symbolic link: the path must name the file itself. A
+/// dangling link (or one to an empty file) at the store path is refused, so no file is made
+/// at a place the link chooses, with a mode keystead does not control.
+fn refuse_symlink_at_creation(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(Error::invalid(format!(
+            "{} is a symbolic link to a missing or empty file; keystead creates a store only \
+             at a path that is not a link (create it at the link's target instead)",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 impl RedbFile {
@@ -70,13 +143,28 @@ impl RedbFile {
             Err(e) => return Err(Error::Io(e)),
         };
         if size.is_none_or(|len| len == 0) {
+            refuse_symlink_at_creation(path)?;
             create_atomically(path, size == Some(0), meta)?;
         }
+        let (db, identity) = open_db(path, cache_size)?;
         Ok(RedbFile {
             path: path.to_owned(),
             cache_size,
-            db: RwLock::new(Arc::new(open_db(path, cache_size)?)),
+            identity,
+            db: RwLock::new(Arc::new(db)),
         })
+    }
+
+    /// Fails with `Error::StoreReplaced` unless the path still names the file this handle
+    /// opened. One `stat`: run when a snapshot is taken (at most once per refresh interval on
+    /// the verify path) and around every write, never per verify.
+    fn ensure_same_file(&self) -> Result<()> {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) if FileId::of(&meta) == self.identity => Ok(()),
+            Ok(_) => Err(Error::StoreReplaced),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::StoreReplaced),
+            Err(e) => Err(Error::Io(e)),
+        }
     }
 
     fn db(&self) -> Arc<Database> {
@@ -90,7 +178,12 @@ impl RedbFile {
         let db = self.db();
         match op(&db) {
             Err(RetryableError::PreviousIo) => {
-                let fresh = Arc::new(open_db(&self.path, self.cache_size)?);
+                let (fresh, identity) = open_db(&self.path, self.cache_size)?;
+                // Never carry on with whatever file the path names now.
+                if identity != self.identity {
+                    return Err(Error::StoreReplaced);
+                }
+                let fresh = Arc::new(fresh);
                 {
                     let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
                     if Arc::ptr_eq(&slot, &db) {
@@ -150,7 +243,7 @@ fn create_atomically(path: &Path, replace_empty: bool, meta: &[(&str, &[u8])]) -
     create_private_file(&tmp)?;
     let result = (|| -> Result<()> {
         {
-            let db = open_db(&tmp, 1 << 20)?;
+            let (db, _) = open_db(&tmp, 1 << 20)?;
             let txn = db.begin_write().map_err(map_err)?;
             {
                 let mut table = txn.open_table(META).map_err(map_err)?;
@@ -226,6 +319,7 @@ impl Backend for RedbFile {
     }
 
     fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
+        self.ensure_same_file()?;
         self.retry(|db| {
             let txn = db.begin_read()?;
             let keys = txn.open_table(KEYS)?;
@@ -234,6 +328,7 @@ impl Backend for RedbFile {
     }
 
     fn write(&self, body: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()> {
+        self.ensure_same_file()?;
         // Retrying after a latched error runs `body` again on a fresh transaction; the failed
         // one committed nothing.
         self.retry(|db| {
@@ -246,7 +341,10 @@ impl Backend for RedbFile {
                     Err(RetryableError::Other(e))
                 }
             }
-        })
+        })?;
+        // A commit that raced with a replacement of the file went to the old file, which no
+        // new handle reads: report it as failed rather than done.
+        self.ensure_same_file()
     }
 }
 
@@ -259,7 +357,8 @@ pub(crate) fn inspect<T>(
 ) -> Result<Option<T>> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.len() == 0 => return Ok(None),
-        Ok(_) => {}
+        // Refused before anything is read (`open_db` checks the opened file again).
+        Ok(meta) => check_mode(&meta)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::Io(e)),
     }

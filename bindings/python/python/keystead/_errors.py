@@ -7,7 +7,8 @@ class KeysteadError(Exception):
 
 class StoreError(KeysteadError):
     """The store file failed: I/O, corruption, locked by another process, storage engine,
-    or the store was closed."""
+    a store file others may write (``chmod 600`` fixes it), a store file replaced or removed
+    under an open store (open it again), or the store was closed."""
 
 
 class WrongPepperError(KeysteadError):

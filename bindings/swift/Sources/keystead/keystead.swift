@@ -1830,9 +1830,9 @@ public struct OpenOptions: Equatable, Hashable, CustomDebugStringConvertible {
      */
     public var prefix: String?
     /**
-     * A secret mixed into every hash, 1 to 1024 bytes. Opening with a different pepper than
-     * the store was created with fails with `WrongPepper`. The FFI copies of these bytes are
-     * not wiped; the core's copy is.
+     * A secret mixed into every hash: 32 to 1024 random bytes from a secret manager (shorter
+     * is `InvalidArgument`). Opening with a different pepper than the store was created with
+     * fails with `WrongPepper`. The FFI copies of these bytes are not wiped; the core's copy is.
      */
     public var pepper: Data?
     /**
@@ -1866,9 +1866,9 @@ public struct OpenOptions: Equatable, Hashable, CustomDebugStringConvertible {
          * existing one. A new store gets `ks`.
          */prefix: String? = nil, 
         /**
-         * A secret mixed into every hash, 1 to 1024 bytes. Opening with a different pepper than
-         * the store was created with fails with `WrongPepper`. The FFI copies of these bytes are
-         * not wiped; the core's copy is.
+         * A secret mixed into every hash: 32 to 1024 random bytes from a secret manager (shorter
+         * is `InvalidArgument`). Opening with a different pepper than the store was created with
+         * fails with `WrongPepper`. The FFI copies of these bytes are not wiped; the core's copy is.
          */pepper: Data? = nil, 
         /**
          * The storage engine's page cache, in bytes (default 32 MiB).

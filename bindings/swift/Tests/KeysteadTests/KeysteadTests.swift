@@ -172,7 +172,7 @@ final class KeysteadTests: XCTestCase {
         assertThrows("InvalidState", try store.enable(id: created.info.id))
         try store.close()
 
-        assertThrows("WrongPepper", try self.openStore(OpenOptions(pepper: Data("other".utf8))))
+        assertThrows("WrongPepper", try self.openStore(OpenOptions(pepper: Data("other pepper, 32 bytes or longer".utf8))))
         assertThrows("PrefixMismatch", try self.openStore(OpenOptions(prefix: "hub")))
 
         // KeysteadError is a LocalizedError carrying the core's message.
@@ -206,7 +206,7 @@ final class KeysteadTests: XCTestCase {
     }
 
     func testPepperAndPrefix() throws {
-        let options = OpenOptions(prefix: "hub", pepper: Data("from-the-secret-manager".utf8), flushInterval: 0)
+        let options = OpenOptions(prefix: "hub", pepper: Data("from-the-secret-manager-0123456789".utf8), flushInterval: 0)
         let store = try openStore(options)
         let created = try store.create(newKey: NewKey(name: "x"))
         XCTAssertTrue(created.key.hasPrefix("hub_"))
