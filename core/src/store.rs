@@ -1089,13 +1089,14 @@ impl Inner {
             return Ok(current);
         }
         let _guard = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
-        // Another thread may have refreshed while this one waited: a snapshot taken after this
-        // caller's clock read is fresh enough for it, whatever the clock says now.
+        // Another thread may have refreshed while this one waited: a view whose clock read is
+        // in a later millisecond than this caller's was taken after it, so it is fresh enough
+        // for this caller whatever the interval (an equal millisecond proves nothing).
         let epoch = self.local_epoch.load(Ordering::Acquire);
         let current = self.view.load();
         if current.local_epoch == epoch
             && current.snapshot.is_some()
-            && (current.taken_ms >= now_ms || !current.is_stale(now_ms, self.refresh_interval))
+            && (current.taken_ms > now_ms || !current.is_stale(now_ms, self.refresh_interval))
         {
             return Ok(current);
         }

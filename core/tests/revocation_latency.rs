@@ -265,3 +265,55 @@ fn another_process_refuses_the_key_after_the_refresh_interval() {
     );
     check_and_report("other process", refresh, &trials);
 }
+
+/// Several threads verify through one handle while another handle revokes: the rule holds for
+/// every thread, including those that find the view stale while another thread is refreshing
+/// it (they wait for that refresh rather than use the stale view).
+#[test]
+fn every_thread_of_another_handle_refuses_the_key_after_the_refresh_interval() {
+    let (mut rng, _) = Rng::from_env();
+    let refresh = Duration::from_millis(20);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.redb");
+    let writer = KeyStore::open(&path, options(refresh)).unwrap();
+    let reader = KeyStore::open(&path, options(refresh)).unwrap();
+    let threads = 4;
+    let mut trials = Vec::new();
+    for i in 0..support::scaled("KEYSTEAD_LATENCY_TRIALS", 8) {
+        let created = writer.create(NewKey::new(format!("k{i}"))).unwrap();
+        let created_us = support::unix_us();
+        let seen = support::poll_until(&reader, created.key(), Outcome::NotFound, Outcome::Valid);
+        support::assert_staleness_rule("a new key", created_us, refresh, &seen.old_starts);
+        std::thread::sleep(Duration::from_micros(
+            rng.below(refresh.as_micros() as u64 + 1),
+        ));
+        let (revoke_called_us, revoke_returned_us, seen) = std::thread::scope(|scope| {
+            let pollers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        support::poll_until(
+                            &reader,
+                            created.key(),
+                            Outcome::Valid,
+                            Outcome::Revoked,
+                        )
+                    })
+                })
+                .collect();
+            let called = support::unix_us();
+            writer.revoke(created.info().id()).unwrap();
+            let returned = support::unix_us();
+            let seen: Vec<_> = pollers.into_iter().map(|p| p.join().unwrap()).collect();
+            (called, returned, seen)
+        });
+        for s in seen {
+            trials.push(Trial {
+                revoke_called_us,
+                revoke_returned_us,
+                valid_starts: s.old_starts,
+                first_revoked_us: s.first_new_end_us,
+            });
+        }
+    }
+    check_and_report("4 threads of a second handle", refresh, &trials);
+}
