@@ -83,7 +83,10 @@ export interface AuditOptions {
   limit?: number | undefined | null
 }
 
-/** A new key: `key` is the only copy of the plaintext; show it once. */
+/**
+ * A new key: `key` is the only copy of the plaintext; show it once. `key` is not
+ * enumerable, and `util.inspect` / `console.log` / `JSON.stringify` show `[redacted]`.
+ */
 export interface CreatedKey {
   key: string
   info: KeyInfo

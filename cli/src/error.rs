@@ -70,10 +70,13 @@ impl Failure {
         }
     }
 
-    /// Prints `keystead: <message>` to stderr and gives the exit code.
+    /// Prints `keystead: <message>` to stderr and gives the exit code. Anything shaped like a
+    /// key is redacted first, and characters that are not printable are escaped, whatever a
+    /// message quotes.
     pub fn report(&self) -> ExitCode {
         if !self.quiet {
-            eprintln!("keystead: {}", self.message);
+            let message = keystead::redact_keys(&self.message);
+            eprintln!("keystead: {}", crate::output::printable(&message));
         }
         ExitCode::from(self.code)
     }

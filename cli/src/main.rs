@@ -77,39 +77,39 @@ enum Command {
     List(ListArgs),
     /// Show one key
     Show {
-        /// The key's 12-character id (or the full key)
+        /// The key's 12-character id (not the full key)
         id: String,
     },
     /// Rename a key
     Rename {
-        /// The key's 12-character id (or the full key)
+        /// The key's 12-character id (not the full key)
         id: String,
         /// The new name
         name: String,
     },
     /// Stop a key from verifying until `enable`
     Disable {
-        /// The key's 12-character id (or the full key)
+        /// The key's 12-character id (not the full key)
         id: String,
     },
     /// Let a disabled key verify again
     Enable {
-        /// The key's 12-character id (or the full key)
+        /// The key's 12-character id (not the full key)
         id: String,
     },
     /// Permanently stop a key from verifying
     Revoke {
-        /// The key's 12-character id (or the full key)
+        /// The key's 12-character id (not the full key)
         id: String,
     },
     /// Delete a key and its usage counts (its audit entries stay)
     Delete {
-        /// The key's 12-character id (or the full key)
+        /// The key's 12-character id (not the full key)
         id: String,
     },
     /// Replace a key's scopes
     Scopes {
-        /// The key's 12-character id (or the full key)
+        /// The key's 12-character id (not the full key)
         id: String,
         /// The new scopes, e.g. chat:completions
         #[arg(value_name = "SCOPE", required_unless_present = "clear")]
@@ -120,7 +120,7 @@ enum Command {
     },
     /// Replace a key's metadata
     Meta {
-        /// The key's 12-character id (or the full key)
+        /// The key's 12-character id (not the full key)
         id: String,
         /// The new metadata entries
         #[arg(value_name = "K=V", value_parser = parse_entry, required_unless_present = "clear")]
@@ -131,14 +131,14 @@ enum Command {
     },
     /// Set or clear a key's expiry
     Expire {
-        /// The key's 12-character id (or the full key)
+        /// The key's 12-character id (not the full key)
         id: String,
         #[command(flatten)]
         when: ExpireWhen,
     },
     /// Issue a replacement key; the old one keeps working for a grace period
     Rotate {
-        /// The key's 12-character id (or the full key)
+        /// The key's 12-character id (not the full key)
         id: String,
         /// How long the old key keeps working
         #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = duration_arg)]
@@ -152,7 +152,7 @@ enum Command {
     },
     /// Daily successful verifications of a key
     Usage {
-        /// The key's 12-character id (or the full key)
+        /// The key's 12-character id (not the full key)
         id: String,
         /// How many UTC days, today included
         #[arg(long, value_name = "N", default_value_t = 30,
@@ -299,7 +299,9 @@ fn clap_failure(e: &clap::Error) -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
         _ => {
+            // clap quotes the offending argument, which may be a key (`keystead verify KEY`).
             let text = e.to_string();
+            let text = keystead::redact_keys(&text);
             eprint!(
                 "keystead: {}",
                 text.strip_prefix("error: ").unwrap_or(&text)
@@ -401,12 +403,36 @@ fn store_path(flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
 }
 
 /// Options for this short-lived process: usage is flushed on close, not in the background.
+/// The audit actor is `cli:$USER` (or `$LOGNAME`), `cli` when neither is set; a user name the
+/// core would refuse as an actor (too long, control or invisible characters) is an error
+/// here rather than a silent `cli`, so the audit log never misattributes a change.
 fn options() -> Result<Options, Failure> {
-    let actor = env::var("USER")
-        .or_else(|_| env::var("LOGNAME"))
-        .ok()
-        .filter(|u| !u.is_empty() && !u.chars().any(char::is_control))
-        .map_or_else(|| "cli".to_owned(), |user| format!("cli:{user}"));
+    let user = env::var_os("USER")
+        .filter(|u| !u.is_empty())
+        .or_else(|| env::var_os("LOGNAME").filter(|u| !u.is_empty()));
+    let actor = match user {
+        None => "cli".to_owned(),
+        Some(user) => {
+            let Some(user) = user.to_str() else {
+                return Err(Failure::usage(
+                    "$USER is not valid UTF-8, so it cannot be recorded as the audit actor",
+                ));
+            };
+            let actor = format!("cli:{user}");
+            if actor.chars().count() > keystead::MAX_ACTOR_CHARS
+                || actor
+                    .chars()
+                    .any(|c| c.is_control() || keystead::is_invisible_char(c))
+            {
+                return Err(Failure::usage(format!(
+                    "$USER is not usable as the audit actor: it must be at most {} characters \
+                     without control or invisible characters",
+                    keystead::MAX_ACTOR_CHARS - "cli:".len()
+                )));
+            }
+            actor
+        }
+    };
     let mut options = Options::new().flush_interval(Duration::ZERO).actor(actor);
     if let Some(pepper) = env::var_os("KEYSTEAD_PEPPER") {
         if pepper.is_empty() {
@@ -483,21 +509,33 @@ fn open_existing(ctx: &Ctx) -> Result<KeyStore, Failure> {
     open(ctx, options()?)
 }
 
-/// A key id as given on the command line: the 12-character id, or a full key (whose id part
-/// is used; its secret is not checked). The value is echoed in the error only if it is short,
+/// A key id as given on the command line: the 12-character id. A full key is refused (it
+/// would sit in shell history and be visible to other users in `ps`), with its id, which is
+/// public, but never its secret. Any other value is echoed in the error only if it is short,
 /// since a long one may be a mistyped key.
 fn key_id(text: &str) -> Result<KeyId, Failure> {
     if let Ok(id) = text.parse::<KeyId>() {
         return Ok(id);
     }
+    const EXPOSED: &str = "it is not repeated here, but a key given on the command line is in \
+                           your shell history and visible to other users (`ps`): treat it as \
+                           exposed and rotate or revoke it";
     if let Ok(parts) = keystead::parse_key(text) {
-        return Ok(parts.id);
+        return Err(Failure::usage(format!(
+            "a full key was given where a key id is expected; use its id {} instead ({EXPOSED})",
+            parts.id
+        )));
+    }
+    if keystead::redact_keys(text) != text {
+        return Err(Failure::usage(format!(
+            "something shaped like a key was given where a key id is expected ({EXPOSED})"
+        )));
     }
     const HELP: &str = "an id is the 12 characters of [0-9A-Za-z] shown by `keystead list`";
     if text.chars().count() <= 16 {
         Err(Failure::usage(format!(
             "`{}` is not a key id: {HELP}",
-            text.escape_debug()
+            output::printable(text)
         )))
     } else {
         Err(Failure::usage(format!(

@@ -75,19 +75,59 @@ pub fn audit_json(entry: &AuditEntry) -> Value {
     })
 }
 
-/// Text safe to print to a terminal: control characters (possible in metadata values and in
-/// audit actors written by other programs) are escaped.
-pub fn printable(text: &str) -> Cow<'_, str> {
-    if text.chars().any(char::is_control) {
-        Cow::Owned(text.escape_debug().to_string())
+/// Whether a character is escaped when shown: control characters (C0, C1) and invisible or
+/// direction-changing ones (zero-width, bidi controls, ...; see `keystead::is_invisible_char`),
+/// which a store written by another program (or an older keystead) may hold in names,
+/// metadata, actors and audit details, and which could make one text look like another.
+fn needs_escape(c: char) -> bool {
+    c.is_control() || keystead::is_invisible_char(c)
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    if needs_escape(c) {
+        // `\n`, `\t`, `\r`, `\0` or `\u{...}`.
+        match c {
+            '\n' | '\t' | '\r' | '\0' => out.extend(c.escape_debug()),
+            _ => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+        }
     } else {
-        Cow::Borrowed(text)
+        out.push(c);
     }
 }
 
-/// A name in quotes, escaped as needed.
+/// Text safe to print to a terminal: control, invisible and direction-changing characters are
+/// escaped (`\u{202e}`), and so are backslashes when anything is, so an escape cannot be
+/// faked.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            push_escaped(&mut out, c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A name in double quotes: quotes and backslashes escaped, and whatever [`printable`] escapes.
 pub fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.escape_debug())
+    let mut out = String::with_capacity(name.len() + 2);
+    out.push('"');
+    for c in name.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            _ => push_escaped(&mut out, c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn or_dash(text: String) -> String {
@@ -155,7 +195,7 @@ pub fn key_table(keys: &[KeyInfo]) -> String {
         .map(|k| {
             vec![
                 k.id().to_string(),
-                k.name().to_owned(),
+                printable(k.name()).into_owned(),
                 k.status_at(now).to_string(),
                 scopes_text(k),
                 time_or(k.expires_at(), "never"),
@@ -198,7 +238,7 @@ pub fn key_details(info: &KeyInfo) -> String {
     }
     let fields = [
         ("id", info.id().to_string()),
-        ("name", info.name().to_owned()),
+        ("name", printable(info.name()).into_owned()),
         ("status", status_text),
         ("scopes", scopes_text(info)),
         ("metadata", metadata_text(info)),
@@ -269,5 +309,15 @@ mod tests {
     fn printable_escapes_control_characters() {
         assert_eq!(printable("plain"), "plain");
         assert_eq!(printable("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        assert_eq!(printable("back\\slash"), "back\\slash");
+    }
+
+    #[test]
+    fn invisible_and_bidi_characters_are_escaped() {
+        assert_eq!(printable("ad\u{202E}nimda"), "ad\\u{202e}nimda");
+        assert_eq!(printable("a\u{200B}b\\"), "a\\u{200b}b\\\\");
+        assert_eq!(printable("café ✓"), "café ✓");
+        assert_eq!(quoted("x\u{200E}\"y"), "\"x\\u{200e}\\\"y\"");
+        assert_eq!(quoted("e\u{FE0F}"), "\"e\\u{fe0f}\"");
     }
 }

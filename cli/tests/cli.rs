@@ -392,8 +392,11 @@ fn admin_changes_scopes_metadata_expiry_and_name() {
     );
     assert!(s.ok(&["list", "--scope", "nothing"]).contains("No keys"));
 
-    // A full key is accepted where an id is expected (the id part is used).
-    assert_eq!(s.json(&["show", &key])["id"], id);
+    // A full key is refused where an id is expected (it names the id, not the secret).
+    let run = s.run(&["show", &key]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains(id), "{}", run.stderr);
+    assert!(!run.stderr.contains(secret_of(&key)), "{}", run.stderr);
 }
 
 #[test]

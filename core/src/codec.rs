@@ -28,12 +28,16 @@ impl Writer {
     pub(crate) fn bytes(&mut self, v: &[u8]) {
         self.buf.extend_from_slice(v);
     }
-    /// A string of at most `u16::MAX` bytes; callers validate lengths far below that.
+    /// A string of at most `u16::MAX` bytes; callers validate lengths far below that. A longer
+    /// one is cut at the last character boundary that fits, never inside a character (which
+    /// would make the entry unreadable).
     pub(crate) fn str(&mut self, v: &str) {
-        let len = u16::try_from(v.len()).unwrap_or(u16::MAX);
-        self.u16(len);
-        self.buf
-            .extend_from_slice(&v.as_bytes()[..usize::from(len)]);
+        let mut len = v.len().min(usize::from(u16::MAX));
+        while !v.is_char_boundary(len) {
+            len -= 1;
+        }
+        self.u16(u16::try_from(len).unwrap_or(u16::MAX));
+        self.buf.extend_from_slice(&v.as_bytes()[..len]);
     }
     pub(crate) fn finish(mut self) -> Vec<u8> {
         let crc = crc32fast::hash(&self.buf);
@@ -105,4 +109,22 @@ impl<'a> Reader<'a> {
 
 pub(crate) fn corrupt(what: &str, why: &str) -> Error {
     Error::Corrupt(format!("{what}: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_over_long_string_is_cut_at_a_character_boundary() {
+        // 65,534 bytes of `a` and a two-byte `é` straddling the u16 limit.
+        let text = format!("{}é", "a".repeat(usize::from(u16::MAX) - 1));
+        let mut w = Writer::new(0);
+        w.str(&text);
+        let bytes = w.finish();
+        let mut r = Reader::new(&bytes, "test").unwrap();
+        let read = r.str().unwrap();
+        assert_eq!(read, "a".repeat(usize::from(u16::MAX) - 1));
+        r.end().unwrap();
+    }
 }

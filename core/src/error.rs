@@ -9,7 +9,8 @@ use crate::key::KeyId;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An argument is out of bounds (name, scope, metadata, prefix, expiry, key id, limit).
+    /// An argument is out of bounds (name, scope, metadata, prefix, actor, expiry or another time
+    /// after 9999-12-31T23:59:59Z, key id, limit).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// No key with this id exists in the store.

@@ -218,6 +218,76 @@ pub(crate) fn format(prefix: &str, id: KeyId, secret: &[u8; 32]) -> Zeroizing<St
     Zeroizing::new(String::from_utf8(bytes).unwrap_or_default())
 }
 
+/// The byte ranges of `text` that match the secret scanner's pattern of a key,
+/// `\b<prefix>_[0-9A-Za-z]{61}\b` with `<prefix>` any valid prefix (docs/key-format.md);
+/// each range starts at the `_`.
+pub(crate) fn key_like_spans(text: &str) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let bytes = text.as_bytes();
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    bytes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'_')
+        .filter_map(move |(at, _)| {
+            let body_end = at + 1 + BODY_LEN;
+            let body = bytes.get(at + 1..body_end)?;
+            if !body.iter().all(u8::is_ascii_alphanumeric)
+                || bytes.get(body_end).is_some_and(|&b| is_word(b))
+            {
+                return None;
+            }
+            // The run of word characters before `_` is the whole prefix (`\b` before it).
+            let start = bytes[..at]
+                .iter()
+                .rposition(|&b| !is_word(b))
+                .map_or(0, |p| p + 1);
+            is_valid_prefix(&text[start..at]).then_some(at..body_end)
+        })
+}
+
+/// The shortest run of `[0-9A-Za-z]` after a `_` that [`redact_keys`] hides: the length of a
+/// key's secret part, so a key with a few characters lost or added is still hidden.
+const REDACT_MIN_RUN: usize = 43;
+
+/// `text` with anything that may be a key hidden: every `_` followed by 43 or more characters
+/// of `[0-9A-Za-z]` (a key's body is 61, its secret part 43) keeps the `_` and has the run
+/// replaced by `[redacted]`. Broader than the scanner pattern on purpose, for messages and
+/// logs that may echo what a user typed, e.g. a command-line parser's errors.
+///
+/// ```
+/// let key = format!("ks_{}", "a".repeat(61));
+/// let message = format!("unexpected argument '{key}' found");
+/// assert_eq!(keystead::redact_keys(&message), "unexpected argument 'ks_[redacted]' found");
+/// assert_eq!(keystead::redact_keys("nothing to hide"), "nothing to hide");
+/// ```
+pub fn redact_keys(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        if bytes[at] == b'_' {
+            let run = bytes[at + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric())
+                .count();
+            if run >= REDACT_MIN_RUN {
+                out.push_str(&text[copied..=at]);
+                out.push_str("[redacted]");
+                at += 1 + run;
+                copied = at;
+                continue;
+            }
+        }
+        at += 1;
+    }
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

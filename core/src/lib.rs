@@ -39,11 +39,11 @@ mod verify;
 // The public interface is:
 pub use crate::error::{Error, Result};
 pub use crate::header::{parse_authorization_header, HeaderError, MAX_HEADER_LEN};
-pub use crate::key::{parse_key, KeyId, KeyParts, MalformedKey, DEFAULT_PREFIX};
+pub use crate::key::{parse_key, redact_keys, KeyId, KeyParts, MalformedKey, DEFAULT_PREFIX};
 pub use crate::model::{
-    AuditAction, AuditEntry, CreatedKey, DailyUsage, KeyInfo, KeyStatus, ListFilter, NewKey,
-    MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN, MAX_METADATA_TOTAL, MAX_METADATA_VALUE_LEN,
-    MAX_NAME_CHARS, MAX_SCOPES, MAX_SCOPE_LEN,
+    is_invisible_char, AuditAction, AuditEntry, CreatedKey, DailyUsage, KeyInfo, KeyStatus,
+    ListFilter, NewKey, MAX_ACTOR_CHARS, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN,
+    MAX_METADATA_TOTAL, MAX_METADATA_VALUE_LEN, MAX_NAME_CHARS, MAX_SCOPES, MAX_SCOPE_LEN,
 };
 pub use crate::record::decode_record_roundtrip;
 pub use crate::store::{KeyStore, Options};

@@ -195,6 +195,10 @@ pub struct NewKey {
 
 impl NewKey {
     /// A key with this name, no scopes, no metadata and no expiry.
+    ///
+    /// A name is 1 to [`MAX_NAME_CHARS`] characters, not blank, without control characters,
+    /// without invisible or direction-changing ones ([`is_invisible_char`]) and without
+    /// anything shaped like a key (`<prefix>_` and 61 characters of `[0-9A-Za-z]`).
     pub fn new(name: impl Into<String>) -> Self {
         NewKey {
             name: name.into(),
@@ -208,7 +212,10 @@ impl NewKey {
         self.scopes = scopes.into_iter().map(Into::into).collect();
         self
     }
-    /// Free-form string metadata.
+    /// Free-form string metadata: keys are 1 to [`MAX_METADATA_KEY_LEN`] characters of
+    /// `[A-Za-z0-9_.-]`; values at most [`MAX_METADATA_VALUE_LEN`] bytes without C0/C1
+    /// control characters (newlines and tabs included) or bidirectional controls; neither may
+    /// hold a key.
     pub fn metadata<K: Into<String>, V: Into<String>>(
         mut self,
         entries: impl IntoIterator<Item = (K, V)>,
@@ -219,14 +226,16 @@ impl NewKey {
             .collect();
         self
     }
-    /// When the key stops verifying; must be in the future.
+    /// When the key stops verifying; must be in the future and not after
+    /// 9999-12-31T23:59:59Z.
     pub fn expires_at(mut self, at: SystemTime) -> Self {
         self.expires_at = Some(at);
         self
     }
 
     /// Checks the fields as [`KeyStore::create`](crate::KeyStore::create) will, without a
-    /// store: name, scopes, metadata limits and an expiry in the future.
+    /// store: name, scopes, metadata limits and an expiry in the future, at the latest
+    /// 9999-12-31T23:59:59Z.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] naming the first bad field.
@@ -234,11 +243,10 @@ impl NewKey {
         validate_name(&self.name)?;
         normalize_scopes(&self.scopes)?;
         validate_metadata(&self.metadata)?;
-        if self
-            .expires_at
-            .is_some_and(|at| time::to_ms(at) <= time::now_ms())
-        {
-            return Err(Error::invalid("the expiry must be in the future"));
+        if let Some(at) = self.expires_at {
+            if time::checked_to_ms(at, "the expiry")? <= time::now_ms() {
+                return Err(Error::invalid("the expiry must be in the future"));
+            }
         }
         Ok(())
     }
@@ -431,11 +439,58 @@ pub struct AuditEntry {
 
 // ---- validation shared by create and the setters ----
 
-/// Control characters, and the bidirectional formatting characters that can make a name
-/// display as something else in a listing (U+202A–U+202E, U+2066–U+2069).
-fn has_control(text: &str) -> bool {
-    text.chars()
-        .any(|c| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+/// Whether `c` is invisible or changes the direction of the text around it: a Unicode
+/// default-ignorable code point (zero-width characters, the soft hyphen, word joiners,
+/// variation selectors, tags, fillers, ...) or a bidirectional control (LRM, RLM, ALM, the
+/// embeddings, overrides and isolates). Such characters make one string display as another,
+/// so names refuse them, and the CLI escapes them when it prints text from a store.
+///
+/// The ranges are Unicode's `Default_Ignorable_Code_Point` property (DerivedCoreProperties.txt)
+/// plus the `Bidi_Control` ones, which it already contains.
+pub fn is_invisible_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// The bidirectional controls: LRM, RLM, ALM, the embeddings and overrides
+/// (U+202A–U+202E) and the isolates (U+2066–U+2069).
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// Whether `c` may not appear in a name or an actor: a C0/C1 control, or an invisible or
+/// direction-changing character ([`is_invisible_char`]).
+fn is_refused_in_label(c: char) -> bool {
+    c.is_control() || is_invisible_char(c)
+}
+
+/// Whether `text` contains something shaped like a full key: `_` followed by at least the 61
+/// characters of `[0-9A-Za-z]` of a key's body (the pattern a secret scanner looks for,
+/// docs/key-format.md). A name or a metadata entry holding a key would show its secret in
+/// every listing.
+pub(crate) fn contains_key_like(text: &str) -> bool {
+    crate::key::key_like_spans(text).next().is_some()
 }
 
 pub(crate) fn validate_name(name: &str) -> Result<()> {
@@ -448,10 +503,45 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
             "a key name is at most {MAX_NAME_CHARS} characters, got {chars}"
         )));
     }
-    if has_control(name) {
+    if name.chars().any(is_refused_in_label) {
         return Err(Error::invalid(
-            "a key name must not contain control characters",
+            "a key name must not contain control characters, or invisible or \
+             direction-changing characters (zero-width, bidirectional controls, ...)",
         ));
+    }
+    if contains_key_like(name) {
+        return Err(Error::invalid(
+            "a key name must not contain an API key (it holds `_` and 61 characters of \
+             [0-9A-Za-z], the shape of a key's body)",
+        ));
+    }
+    Ok(())
+}
+
+/// Longest actor, in characters.
+pub const MAX_ACTOR_CHARS: usize = 128;
+
+/// An actor ([`Options::actor`](crate::Options::actor)) follows the rules of names: not
+/// empty, at most [`MAX_ACTOR_CHARS`] characters, no control, invisible or
+/// direction-changing characters, no key.
+pub(crate) fn validate_actor(actor: &str) -> Result<()> {
+    let chars = actor.chars().count();
+    if actor.trim().is_empty() {
+        return Err(Error::invalid("an actor must not be empty"));
+    }
+    if chars > MAX_ACTOR_CHARS {
+        return Err(Error::invalid(format!(
+            "an actor is at most {MAX_ACTOR_CHARS} characters, got {chars}"
+        )));
+    }
+    if actor.chars().any(is_refused_in_label) {
+        return Err(Error::invalid(
+            "an actor must not contain control characters, or invisible or \
+             direction-changing characters (zero-width, bidirectional controls, ...)",
+        ));
+    }
+    if contains_key_like(actor) {
+        return Err(Error::invalid("an actor must not contain an API key"));
     }
     Ok(())
 }
@@ -468,7 +558,7 @@ pub(crate) fn is_valid_scope(scope: &str) -> bool {
 /// Checks scopes and returns them sorted without duplicates.
 pub(crate) fn normalize_scopes(scopes: &[String]) -> Result<Vec<String>> {
     for scope in scopes {
-        if !is_valid_scope(scope) {
+        if !is_valid_scope(scope) || contains_key_like(scope) {
             return Err(Error::invalid(format!(
                 "scope `{}` is not 1 to {MAX_SCOPE_LEN} characters of [A-Za-z0-9:._/-]",
                 truncate_for_message(scope)
@@ -506,10 +596,24 @@ pub(crate) fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(
                 truncate_for_message(k)
             )));
         }
-        if v.len() > MAX_METADATA_VALUE_LEN || v.contains('\0') {
+        // Checked first: the messages below name the key.
+        if contains_key_like(k) || contains_key_like(v) {
             return Err(Error::invalid(format!(
-                "metadata value of `{k}` must be at most {MAX_METADATA_VALUE_LEN} bytes without NUL, got {} bytes",
+                "metadata `{}` must not contain an API key (`_` and 61 characters of \
+                 [0-9A-Za-z], the shape of a key's body)",
+                truncate_for_message(k)
+            )));
+        }
+        if v.len() > MAX_METADATA_VALUE_LEN {
+            return Err(Error::invalid(format!(
+                "metadata value of `{k}` must be at most {MAX_METADATA_VALUE_LEN} bytes, got {} bytes",
                 v.len()
+            )));
+        }
+        if v.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+            return Err(Error::invalid(format!(
+                "metadata value of `{k}` must not contain control characters (C0, C1) or \
+                 bidirectional controls"
             )));
         }
         total += k.len() + v.len();

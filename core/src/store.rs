@@ -127,7 +127,9 @@ impl Options {
         self.record_cache_entries = entries;
         self
     }
-    /// Who is making changes, recorded with every audit entry of this handle.
+    /// Who is making changes, recorded with every audit entry of this handle: at most
+    /// [`MAX_ACTOR_CHARS`](crate::MAX_ACTOR_CHARS) characters, not blank, without control,
+    /// invisible or direction-changing characters ([`KeyStore::open`] refuses others).
     pub fn actor(mut self, actor: impl Into<String>) -> Self {
         self.actor = Some(actor.into());
         self
@@ -336,8 +338,8 @@ impl KeyStore {
     /// never created through a symbolic link (an existing store may be opened through one).
     ///
     /// # Errors
-    /// - [`Error::InvalidArgument`] for a bad prefix, a pepper outside 32 to 1024 bytes (or all
-    ///   zero bytes), or a `path` that is a symbolic link to a missing or empty file;
+    /// - [`Error::InvalidArgument`] for a bad prefix or actor, a pepper outside 32 to 1024 bytes
+    ///   (or all zero bytes), or a `path` that is a symbolic link to a missing or empty file;
     /// - [`Error::InsecurePermissions`] for an existing file that its group or others may
     ///   write (`chmod 600` fixes it);
     /// - [`Error::PrefixMismatch`] if a prefix is given that is not the store's;
@@ -346,6 +348,9 @@ impl KeyStore {
     /// - [`Error::Corrupt`] for a file that is not a keystead store;
     /// - [`Error::Io`], [`Error::Locked`], [`Error::Storage`] for failures of the file.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<KeyStore> {
+        if let Some(actor) = &options.actor {
+            model::validate_actor(actor)?;
+        }
         if let Some(prefix) = &options.prefix {
             if !key::is_valid_prefix(prefix) {
                 return Err(Error::invalid(format!(
@@ -598,13 +603,18 @@ impl KeyStore {
         })
     }
 
-    /// Sets (or with `None` clears) a key's expiry; a new expiry must be in the future.
+    /// Sets (or with `None` clears) a key's expiry; a new expiry must be in the future and
+    /// not after 9999-12-31T23:59:59Z. A key replaced by [`rotate`](Self::rotate) can only
+    /// have its grace period shortened: a later expiry, or none, would revive it.
     ///
     /// # Errors
-    /// [`Error::KeyNotFound`], [`Error::InvalidArgument`] for a past time,
-    /// [`Error::InvalidState`] for a revoked key, storage errors.
+    /// [`Error::KeyNotFound`], [`Error::InvalidArgument`] for a past or too distant time,
+    /// [`Error::InvalidState`] for a revoked key, or a rotated key given a later expiry or
+    /// none; storage errors.
     pub fn set_expiry(&self, id: KeyId, expires_at: Option<SystemTime>) -> Result<KeyInfo> {
-        let at = expires_at.map(time::to_ms);
+        let at = expires_at
+            .map(|t| time::checked_to_ms(t, "the expiry"))
+            .transpose()?;
         if at.is_some_and(|at| at <= time::now_ms()) {
             return Err(Error::invalid("the expiry must be in the future"));
         }
@@ -612,6 +622,19 @@ impl KeyStore {
             refuse_if_revoked(record, "given a new expiry")?;
             if record.expires_at == at {
                 return Ok(None);
+            }
+            // A rotated key's expiry is the end of its grace period (rotate always sets one).
+            let extends = match (record.expires_at, at) {
+                (Some(current), Some(new)) => new > current,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if record.replaced_by.is_some() && extends {
+                return Err(Error::InvalidState {
+                    id,
+                    state: "rotated",
+                    operation: "given a later expiry (its grace period can only be shortened)",
+                });
             }
             record.expires_at = at;
             Ok(Some(at.map_or_else(
@@ -654,7 +677,8 @@ impl KeyStore {
     ///
     /// # Errors
     /// [`Error::KeyNotFound`], [`Error::InvalidState`] for a revoked or already rotated key,
-    /// storage errors.
+    /// [`Error::InvalidArgument`] for a grace period that would end after
+    /// 9999-12-31T23:59:59Z, storage errors.
     pub fn rotate(&self, id: KeyId, grace: Duration) -> Result<CreatedKey> {
         let inner = &self.inner;
         inner.write(|txn| {
@@ -678,8 +702,14 @@ impl KeyStore {
                     None,
                 )
             };
-            let created = inner.insert_new(txn, template, now)?;
             let grace_end = now.saturating_add(time::duration_ms(grace));
+            if grace_end > time::LATEST_MS {
+                return Err(Error::invalid(
+                    "the grace period would end after 9999-12-31T23:59:59Z, the latest time \
+                     keystead stores",
+                ));
+            }
+            let created = inner.insert_new(txn, template, now)?;
             old.expires_at = Some(old.expires_at.map_or(grace_end, |at| at.min(grace_end)));
             old.replaced_by = Some(created.info.id.as_u64());
             old.updated_at = now;
@@ -768,15 +798,16 @@ impl KeyStore {
     /// inclusive (days with no use are left out). Flushes this handle's pending usage first.
     ///
     /// # Errors
-    /// [`Error::KeyNotFound`], storage errors.
+    /// [`Error::KeyNotFound`], [`Error::InvalidArgument`] for a bound after
+    /// 9999-12-31T23:59:59Z, storage errors.
     pub fn usage(&self, id: KeyId, from: SystemTime, to: SystemTime) -> Result<Vec<DailyUsage>> {
         self.flush()?;
         let snapshot = self.inner.backend.snapshot()?;
         if snapshot.key(id.as_u64())?.is_none() {
             return Err(Error::KeyNotFound(id));
         }
-        let from_day = time::day_of(time::to_ms(from));
-        let to_day = time::day_of(time::to_ms(to));
+        let from_day = time::day_of(time::checked_to_ms(from, "the start of the range")?);
+        let to_day = time::day_of(time::checked_to_ms(to, "the end of the range")?);
         Ok(snapshot
             .usage_days(id.as_u64(), from_day, to_day)?
             .into_iter()
@@ -790,10 +821,13 @@ impl KeyStore {
     /// The audit log, newest first: at most `limit` entries committed at or after `since`.
     ///
     /// # Errors
-    /// Storage errors only.
+    /// [`Error::InvalidArgument`] for a `since` after 9999-12-31T23:59:59Z; storage errors.
     pub fn audit(&self, since: Option<SystemTime>, limit: usize) -> Result<Vec<AuditEntry>> {
         let snapshot = self.inner.backend.snapshot()?;
-        let since = since.map_or(i64::MIN, time::to_ms);
+        let since = match since {
+            Some(t) => time::checked_to_ms(t, "`since`")?,
+            None => i64::MIN,
+        };
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);

@@ -2,8 +2,26 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::error::{Error, Result};
+
 /// Milliseconds in a day, the width of a usage bucket (UTC days).
 pub(crate) const DAY_MS: i64 = 86_400_000;
+
+/// 9999-12-31T23:59:59Z in milliseconds: the latest time the store accepts. Every binding
+/// and RFC 3339 (four-digit years) can show it; later times are refused, not clamped.
+pub(crate) const LATEST_MS: i64 = 253_402_300_799_000;
+
+/// `time` in milliseconds, refused with [`Error::InvalidArgument`] if it is after
+/// 9999-12-31T23:59:59Z; `what` names the value in the message, e.g. `the expiry`.
+pub(crate) fn checked_to_ms(time: SystemTime, what: &str) -> Result<i64> {
+    let ms = to_ms(time);
+    if ms > LATEST_MS {
+        return Err(Error::invalid(format!(
+            "{what} is after 9999-12-31T23:59:59Z, the latest time keystead stores"
+        )));
+    }
+    Ok(ms)
+}
 
 pub(crate) fn to_ms(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
@@ -43,5 +61,16 @@ mod tests {
             assert_eq!(to_ms(from_ms(ms)), ms);
         }
         assert_eq!(day_of(DAY_MS * 3 + 5), 3);
+    }
+
+    #[test]
+    fn the_latest_time_is_the_last_second_of_9999() {
+        let latest = from_ms(LATEST_MS);
+        assert_eq!(checked_to_ms(latest, "t").unwrap(), LATEST_MS);
+        let later = latest + Duration::from_millis(1);
+        assert!(matches!(
+            checked_to_ms(later, "t"),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 }

@@ -512,6 +512,16 @@ fn apply(store: &KeyStore, model: &mut Model, op: &Op) {
             if m.state == State::Revoked {
                 return expect_invalid_state(result, m.id, "revoked", "given a new expiry");
             }
+            if m.replaced_by.is_some() {
+                // A rotated key ends at its grace end (ten years) or in the past: `far` and
+                // "never" would both extend it, which is refused.
+                return expect_invalid_state(
+                    result,
+                    m.id,
+                    "rotated",
+                    "given a later expiry (its grace period can only be shortened)",
+                );
+            }
             let info = result.expect("set_expiry");
             let expiry = if to_far { Expiry::Far } else { Expiry::Never };
             if m.expiry != expiry {

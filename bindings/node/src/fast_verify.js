@@ -12,6 +12,9 @@
 //              invalid scope;
 //   out        the Float64Array the native functions write the numbers of the result to.
 //
+// It also wraps `create`, `rotate`, `createAsync` and `rotateAsync` so that their result
+// redacts the plaintext key when inspected or serialized (see redactCreated below).
+//
 // Why (see src/lib.rs, "the verify path"): napi-rs methods add about 0.75 µs per call, and
 // building the key's object through Node-API (12 properties, 4 Dates, an array, an object)
 // 2.5-3 µs. Here the native side returns one string and a few numbers, and the key is a
@@ -249,5 +252,61 @@
       return result(nativeVerifyHeader(this, handle, value, requiredScope(options), options))
     }),
   })
+
+  // The results of create / rotate (and their async variants) hide the plaintext key from
+  // util.inspect / console.log and JSON.stringify, which show `key: '[redacted]'`, while
+  // `created.key` (and destructuring) still reads it. `key` is non-enumerable, so spreading
+  // or Object.assign does not copy it either.
+  const REDACTED = '[redacted]'
+  function redactCreated(created) {
+    if (typeof created !== 'object' || created === null) return created
+    const key = created.key
+    Object.defineProperty(created, 'key', {
+      value: key,
+      enumerable: false,
+      writable: false,
+      configurable: false,
+    })
+    Object.defineProperties(created, {
+      toJSON: {
+        value: function toJSON() {
+          return { key: REDACTED, info: this.info }
+        },
+      },
+      [inspectCustom]: {
+        value: function inspect(depth, options, inspectFn) {
+          const shown = { key: REDACTED, info: this.info }
+          return typeof inspectFn === 'function'
+            ? `CreatedKey ${inspectFn(shown, options)}`
+            : shown
+        },
+      },
+    })
+    return created
+  }
+  for (const name of ['create', 'rotate']) {
+    const native = proto[name]
+    Object.defineProperty(
+      proto,
+      name,
+      method({
+        [name](...args) {
+          return redactCreated(native.apply(this, args))
+        },
+      }[name]),
+    )
+  }
+  for (const name of ['createAsync', 'rotateAsync']) {
+    const native = proto[name]
+    Object.defineProperty(
+      proto,
+      name,
+      method({
+        [name](...args) {
+          return native.apply(this, args).then(redactCreated)
+        },
+      }[name]),
+    )
+  }
 })
 //# sourceURL=keystead/src/fast_verify.js

@@ -76,12 +76,87 @@ fn millis(name: &str, value: i64) -> Result<Duration> {
         })
 }
 
-fn to_date(time: SystemTime) -> DateTime<Utc> {
-    DateTime::<Utc>::from(time)
+/// A `SystemTime` from the store as a `Date`, or an error for one outside the range chrono
+/// (hence a JS `Date`) can hold. `DateTime::from(SystemTime)` panics there: a store written
+/// before the core refused times after 9999 may hold an expiry in the year 549608.
+fn to_date(time: SystemTime) -> Result<DateTime<Utc>> {
+    let ms = millis_f64(time);
+    // Whole milliseconds well inside i64 whenever chrono can represent them.
+    (ms.abs() < 9.0e15)
+        .then(|| DateTime::from_timestamp_millis(ms as i64))
+        .flatten()
+        .ok_or_else(|| {
+            napi::Error::new(
+                "KEYSTEAD_STORE_ERROR",
+                "a time in the store is outside the range of a JavaScript Date (written by an \
+                 older keystead; give the key a nearer expiry)"
+                    .to_owned(),
+            )
+        })
 }
 
-fn from_date(date: DateTime<Utc>) -> SystemTime {
-    SystemTime::from(date)
+fn opt_date(time: Option<SystemTime>) -> Result<Option<DateTime<Utc>>> {
+    time.map(to_date).transpose()
+}
+
+/// A JavaScript `Date` as given (milliseconds since the epoch, NaN for an invalid Date).
+/// napi-rs's own `DateTime` conversion turns an invalid Date into 1970-01-01 without a word;
+/// this keeps the value so that [`JsDate::time`] can refuse it. (napi-rs names the
+/// TypeScript type of a type called `JsDate` `Date`.)
+pub struct JsDate(f64);
+
+impl napi::bindgen_prelude::TypeName for JsDate {
+    fn type_name() -> &'static str {
+        "Date"
+    }
+    fn value_type() -> napi::ValueType {
+        napi::ValueType::Object
+    }
+}
+
+impl napi::bindgen_prelude::ValidateNapiValue for JsDate {}
+
+impl FromNapiValue for JsDate {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
+        let mut is_date = false;
+        // SAFETY: napi-rs passes a live handle of the current call and its env.
+        check(
+            unsafe { sys::napi_is_date(env, value, &mut is_date) },
+            "napi_is_date",
+        )?;
+        if !is_date {
+            return Err(napi::Error::new(
+                napi::Status::DateExpected,
+                "expected a Date".to_owned(),
+            ));
+        }
+        let mut ms = 0.0;
+        // SAFETY: as above; `value` is a Date.
+        check(
+            unsafe { sys::napi_get_date_value(env, value, &mut ms) },
+            "napi_get_date_value",
+        )?;
+        Ok(JsDate(ms))
+    }
+}
+
+impl JsDate {
+    /// The time, or `KEYSTEAD_INVALID_ARGUMENT` for an invalid Date (`new Date(NaN)`).
+    /// `name` names the argument in the message. The core refuses times after 9999.
+    fn time(&self, name: &str) -> Result<SystemTime> {
+        let ms = self.0;
+        if !ms.is_finite() {
+            return Err(invalid(format!("{name} is an invalid Date")));
+        }
+        // A valid Date is a whole number of milliseconds within ±8.64e15.
+        let offset = Duration::from_millis(ms.abs() as u64);
+        let time = if ms >= 0.0 {
+            SystemTime::UNIX_EPOCH.checked_add(offset)
+        } else {
+            SystemTime::UNIX_EPOCH.checked_sub(offset)
+        };
+        time.ok_or_else(|| invalid(format!("{name} is out of range")))
+    }
 }
 
 // ---- JS-facing objects ----
@@ -115,7 +190,7 @@ pub struct NewKeyOptions {
     pub name: String,
     pub scopes: Option<Option<Vec<String>>>,
     pub metadata: Option<Option<HashMap<String, String>>>,
-    pub expires_at: Option<Option<DateTime<Utc>>>,
+    pub expires_at: Option<Option<JsDate>>,
 }
 
 /// Which keys `list` returns.
@@ -147,7 +222,7 @@ pub struct RotateOptions {
 #[napi(object, object_to_js = false)]
 pub struct AuditOptions {
     /// Only entries committed at or after this time.
-    pub since: Option<Option<DateTime<Utc>>>,
+    pub since: Option<Option<JsDate>>,
     /// At most this many entries, newest first (default 100).
     pub limit: Option<Option<u32>>,
 }
@@ -173,9 +248,11 @@ pub struct KeyInfo {
     pub replaced_by: Option<String>,
 }
 
-impl From<&keystead::KeyInfo> for KeyInfo {
-    fn from(info: &keystead::KeyInfo) -> Self {
-        KeyInfo {
+impl TryFrom<&keystead::KeyInfo> for KeyInfo {
+    type Error = napi::Error<&'static str>;
+
+    fn try_from(info: &keystead::KeyInfo) -> Result<Self> {
+        Ok(KeyInfo {
             id: info.id().to_string(),
             name: info.name().to_owned(),
             scopes: info.scopes().to_vec(),
@@ -185,30 +262,37 @@ impl From<&keystead::KeyInfo> for KeyInfo {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             status: info.status().as_str().to_owned(),
-            created_at: to_date(info.created_at()),
-            updated_at: to_date(info.updated_at()),
-            expires_at: info.expires_at().map(to_date),
-            last_used_at: info.last_used_at().map(to_date),
+            created_at: to_date(info.created_at())?,
+            updated_at: to_date(info.updated_at())?,
+            expires_at: opt_date(info.expires_at())?,
+            last_used_at: opt_date(info.last_used_at())?,
             use_count: i64::try_from(info.use_count()).unwrap_or(i64::MAX),
             replaces: info.replaces().map(|id| id.to_string()),
             replaced_by: info.replaced_by().map(|id| id.to_string()),
-        }
+        })
     }
 }
 
-/// A new key: `key` is the only copy of the plaintext; show it once.
+fn info(info: &keystead::KeyInfo) -> Result<KeyInfo> {
+    KeyInfo::try_from(info)
+}
+
+/// A new key: `key` is the only copy of the plaintext; show it once. `key` is not
+/// enumerable, and `util.inspect` / `console.log` / `JSON.stringify` show `[redacted]`.
 #[napi(object, object_from_js = false)]
 pub struct CreatedKey {
     pub key: String,
     pub info: KeyInfo,
 }
 
-impl From<keystead::CreatedKey> for CreatedKey {
-    fn from(created: keystead::CreatedKey) -> Self {
-        CreatedKey {
+impl TryFrom<keystead::CreatedKey> for CreatedKey {
+    type Error = napi::Error<&'static str>;
+
+    fn try_from(created: keystead::CreatedKey) -> Result<Self> {
+        Ok(CreatedKey {
             key: created.key().to_owned(),
-            info: KeyInfo::from(created.info()),
-        }
+            info: info(created.info())?,
+        })
     }
 }
 
@@ -232,15 +316,17 @@ pub struct Verification {
     pub www_authenticate: Option<String>,
 }
 
-impl From<keystead::Verification> for Verification {
-    fn from(check: keystead::Verification) -> Self {
-        Verification {
+impl TryFrom<keystead::Verification> for Verification {
+    type Error = napi::Error<&'static str>;
+
+    fn try_from(check: keystead::Verification) -> Result<Self> {
+        Ok(Verification {
             ok: check.is_valid(),
             code: check.code().to_owned(),
-            key: check.key().map(KeyInfo::from),
+            key: check.key().map(info).transpose()?,
             http_status: u32::from(check.http_status()),
             www_authenticate: check.www_authenticate(),
-        }
+        })
     }
 }
 
@@ -266,16 +352,18 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-impl From<keystead::AuditEntry> for AuditEntry {
-    fn from(entry: keystead::AuditEntry) -> Self {
-        AuditEntry {
+impl TryFrom<keystead::AuditEntry> for AuditEntry {
+    type Error = napi::Error<&'static str>;
+
+    fn try_from(entry: keystead::AuditEntry) -> Result<Self> {
+        Ok(AuditEntry {
             seq: i64::try_from(entry.seq).unwrap_or(i64::MAX),
-            at: to_date(entry.at),
+            at: to_date(entry.at)?,
             actor: entry.actor,
             action: entry.action.as_str().to_owned(),
             key_id: entry.key_id.to_string(),
             detail: entry.detail,
-        }
+        })
     }
 }
 
@@ -307,7 +395,7 @@ fn open_options(options: Option<OpenOptions>) -> Result<Options> {
     Ok(out)
 }
 
-fn new_key(options: NewKeyOptions) -> NewKey {
+fn new_key(options: NewKeyOptions) -> Result<NewKey> {
     let mut new = NewKey::new(options.name);
     if let Some(scopes) = options.scopes.flatten() {
         new = new.scopes(scopes);
@@ -316,9 +404,9 @@ fn new_key(options: NewKeyOptions) -> NewKey {
         new = new.metadata(metadata);
     }
     if let Some(at) = options.expires_at.flatten() {
-        new = new.expires_at(from_date(at));
+        new = new.expires_at(at.time("expiresAt")?);
     }
-    new
+    Ok(new)
 }
 
 fn list_filter(options: Option<ListOptions>) -> Result<ListFilter> {
@@ -373,7 +461,7 @@ pub struct KeyStore {
 #[napi]
 impl KeyStore {
     /// Opens the store at `path`, creating it (mode 0600) if it does not exist.
-    #[napi(factory)]
+    #[napi(factory, catch_unwind)]
     pub fn open(path: String, options: Option<OpenOptions>) -> Result<Self> {
         let store = core(Core::open(path, open_options(options)?))?;
         Ok(KeyStore {
@@ -387,96 +475,96 @@ impl KeyStore {
     }
 
     /// The prefix of every key this store issues, e.g. `ks`.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn prefix(&self) -> Result<String> {
         Ok(self.store()?.prefix().to_owned())
     }
 
     /// Whether `close()` has been called.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn closed(&self) -> bool {
         self.store().is_err()
     }
 
     /// Creates a key; the plaintext is in the result only.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn create(&self, options: NewKeyOptions) -> Result<CreatedKey> {
-        core(self.store()?.create(new_key(options))).map(CreatedKey::from)
+        core(self.store()?.create(new_key(options)?)).and_then(CreatedKey::try_from)
     }
 
     /// `create` off the event loop.
-    #[napi(ts_return_type = "Promise<CreatedKey>")]
+    #[napi(ts_return_type = "Promise<CreatedKey>", catch_unwind)]
     pub fn create_async(&self, options: NewKeyOptions) -> Result<AsyncTask<KeyJob>> {
         Ok(AsyncTask::new(KeyJob {
             store: self.store()?,
-            op: Some(KeyOp::Create(new_key(options))),
+            op: Some(KeyOp::Create(new_key(options)?)),
         }))
     }
 
     /// The key with this id, or null.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn get(&self, id: String) -> Result<Option<KeyInfo>> {
         let found = core(self.store()?.get(key_id(&id)?))?;
-        Ok(found.as_ref().map(KeyInfo::from))
+        found.as_ref().map(info).transpose()
     }
 
     /// Keys matching the filter, in id order.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn list(&self, filter: Option<ListOptions>) -> Result<Vec<KeyInfo>> {
         let keys = core(self.store()?.list(&list_filter(filter)?))?;
-        Ok(keys.iter().map(KeyInfo::from).collect())
+        keys.iter().map(info).collect()
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn rename(&self, id: String, name: String) -> Result<KeyInfo> {
-        let info = core(self.store()?.rename(key_id(&id)?, &name))?;
-        Ok(KeyInfo::from(&info))
+        let changed = core(self.store()?.rename(key_id(&id)?, &name))?;
+        info(&changed)
     }
 
     /// Replaces the key's metadata.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn set_metadata(&self, id: String, metadata: HashMap<String, String>) -> Result<KeyInfo> {
         let metadata: BTreeMap<String, String> = metadata.into_iter().collect();
-        let info = core(self.store()?.set_metadata(key_id(&id)?, metadata))?;
-        Ok(KeyInfo::from(&info))
+        let changed = core(self.store()?.set_metadata(key_id(&id)?, metadata))?;
+        info(&changed)
     }
 
     /// Replaces the key's scopes.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn set_scopes(&self, id: String, scopes: Vec<String>) -> Result<KeyInfo> {
-        let info = core(self.store()?.set_scopes(key_id(&id)?, &scopes))?;
-        Ok(KeyInfo::from(&info))
+        let changed = core(self.store()?.set_scopes(key_id(&id)?, &scopes))?;
+        info(&changed)
     }
 
     /// Sets (a future Date) or clears (null) the key's expiry.
-    #[napi]
-    pub fn set_expiry(&self, id: String, expires_at: Option<DateTime<Utc>>) -> Result<KeyInfo> {
-        let at = expires_at.map(from_date);
-        let info = core(self.store()?.set_expiry(key_id(&id)?, at))?;
-        Ok(KeyInfo::from(&info))
+    #[napi(catch_unwind)]
+    pub fn set_expiry(&self, id: String, expires_at: Option<JsDate>) -> Result<KeyInfo> {
+        let at = expires_at.map(|at| at.time("expiresAt")).transpose()?;
+        let changed = core(self.store()?.set_expiry(key_id(&id)?, at))?;
+        info(&changed)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn disable(&self, id: String) -> Result<KeyInfo> {
-        let info = core(self.store()?.disable(key_id(&id)?))?;
-        Ok(KeyInfo::from(&info))
+        let changed = core(self.store()?.disable(key_id(&id)?))?;
+        info(&changed)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn enable(&self, id: String) -> Result<KeyInfo> {
-        let info = core(self.store()?.enable(key_id(&id)?))?;
-        Ok(KeyInfo::from(&info))
+        let changed = core(self.store()?.enable(key_id(&id)?))?;
+        info(&changed)
     }
 
     /// Permanently stops the key from verifying.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn revoke(&self, id: String) -> Result<KeyInfo> {
-        let info = core(self.store()?.revoke(key_id(&id)?))?;
-        Ok(KeyInfo::from(&info))
+        let changed = core(self.store()?.revoke(key_id(&id)?))?;
+        info(&changed)
     }
 
     /// `revoke` off the event loop.
-    #[napi(ts_return_type = "Promise<KeyInfo>")]
+    #[napi(ts_return_type = "Promise<KeyInfo>", catch_unwind)]
     pub fn revoke_async(&self, id: String) -> Result<AsyncTask<InfoJob>> {
         Ok(AsyncTask::new(InfoJob {
             store: self.store()?,
@@ -485,14 +573,14 @@ impl KeyStore {
     }
 
     /// Issues a replacement key; the old one keeps verifying for `graceMs` (default 0).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn rotate(&self, id: String, options: Option<RotateOptions>) -> Result<CreatedKey> {
         let grace = grace_of(options)?;
-        core(self.store()?.rotate(key_id(&id)?, grace)).map(CreatedKey::from)
+        core(self.store()?.rotate(key_id(&id)?, grace)).and_then(CreatedKey::try_from)
     }
 
     /// `rotate` off the event loop.
-    #[napi(ts_return_type = "Promise<CreatedKey>")]
+    #[napi(ts_return_type = "Promise<CreatedKey>", catch_unwind)]
     pub fn rotate_async(
         &self,
         id: String,
@@ -505,7 +593,7 @@ impl KeyStore {
     }
 
     /// Removes the key and its usage counters (its audit entries stay).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn delete(&self, id: String) -> Result<()> {
         core(self.store()?.delete(key_id(&id)?))
     }
@@ -517,7 +605,7 @@ impl KeyStore {
 
     /// Verifies a bare key (e.g. from an `x-api-key` header; null/undefined is `missing`).
     /// Synchronous and read-only: a valid use is counted in memory and flushed later.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn verify(
         &self,
         key: Option<String>,
@@ -526,11 +614,11 @@ impl KeyStore {
         let key = key.unwrap_or_default();
         let scopes = scopes_of(options);
         let check = core(self.store()?.verify(&key, &as_strs(&scopes)))?;
-        Ok(Verification::from(check))
+        Verification::try_from(check)
     }
 
     /// Verifies an `Authorization` header value (`Bearer <key>`); null/undefined is missing.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn verify_header(
         &self,
         value: Option<String>,
@@ -539,52 +627,49 @@ impl KeyStore {
         let value = value.unwrap_or_default();
         let scopes = scopes_of(options);
         let check = core(self.store()?.verify_header(&value, &as_strs(&scopes)))?;
-        Ok(Verification::from(check))
+        Verification::try_from(check)
     }
 
     /// Daily successful verifications for the UTC days from `from` to `to` inclusive.
-    #[napi]
-    pub fn usage(
-        &self,
-        id: String,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<DailyUsage>> {
-        let days = core(
-            self.store()?
-                .usage(key_id(&id)?, from_date(from), from_date(to)),
-        )?;
-        Ok(days
-            .into_iter()
-            .map(|d| DailyUsage {
-                day: to_date(d.day),
-                count: i64::try_from(d.count).unwrap_or(i64::MAX),
+    #[napi(catch_unwind)]
+    pub fn usage(&self, id: String, from: JsDate, to: JsDate) -> Result<Vec<DailyUsage>> {
+        let (from, to) = (from.time("from")?, to.time("to")?);
+        let days = core(self.store()?.usage(key_id(&id)?, from, to))?;
+        days.into_iter()
+            .map(|d| {
+                Ok(DailyUsage {
+                    day: to_date(d.day)?,
+                    count: i64::try_from(d.count).unwrap_or(i64::MAX),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The audit log, newest first.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn audit(&self, options: Option<AuditOptions>) -> Result<Vec<AuditEntry>> {
         let (since, limit) = match options {
             Some(o) => (
-                o.since.flatten().map(from_date),
+                o.since
+                    .flatten()
+                    .map(|since| since.time("since"))
+                    .transpose()?,
                 o.limit.flatten().unwrap_or(100),
             ),
             None => (None, 100),
         };
         let entries = core(self.store()?.audit(since, limit as usize))?;
-        Ok(entries.into_iter().map(AuditEntry::from).collect())
+        entries.into_iter().map(AuditEntry::try_from).collect()
     }
 
     /// Writes the usage counted so far to the store.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn flush(&self) -> Result<()> {
         core(self.store()?.flush())
     }
 
     /// `flush` off the event loop.
-    #[napi(ts_return_type = "Promise<void>")]
+    #[napi(ts_return_type = "Promise<void>", catch_unwind)]
     pub fn flush_async(&self) -> Result<AsyncTask<UnitJob>> {
         Ok(AsyncTask::new(UnitJob {
             store: self.store()?,
@@ -593,7 +678,7 @@ impl KeyStore {
 
     /// Flushes usage and closes the store; every later call throws `KEYSTEAD_CLOSED`.
     /// Closing a closed store does nothing.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close(&self) -> Result<()> {
         let taken = self.inner.write().unwrap_or_else(|p| p.into_inner()).take();
         let Some(store) = taken else {
@@ -704,7 +789,7 @@ fn check(status: sys::napi_status, what: &str) -> napi::Result<()> {
 /// Replaces `KeyStore.prototype.verify` / `verifyHeader` with those of src/fast_verify.js.
 /// Runs once per JavaScript environment (main thread, each worker), after napi-rs registered
 /// the classes; an error here fails the `require`.
-#[napi(module_exports)]
+#[napi(module_exports, catch_unwind)]
 pub fn install_fast_verify(exports: Object<'_>, env: Env) -> napi::Result<()> {
     let env = env.raw();
     // SAFETY: Node-API calls on the env being initialised, with handles made here.
@@ -1327,11 +1412,33 @@ fn js_string(env: sys::napi_env, text: &str) -> Js<sys::napi_value> {
 fn settle<T, U>(
     env: Env,
     result: keystead::Result<T>,
-    convert: impl FnOnce(T) -> U,
+    convert: impl FnOnce(T) -> Result<U>,
 ) -> napi::Result<U> {
     result
-        .map(convert)
-        .map_err(|err| napi::Error::from(JsError::from(to_js_error(err)).into_unknown(env)))
+        .map_err(to_js_error)
+        .and_then(convert)
+        .map_err(|err| napi::Error::from(JsError::from(err).into_unknown(env)))
+}
+
+/// Runs a task's `compute` body, turning a panic into an error: napi-rs runs `compute` on a
+/// libuv thread inside an `extern "C"` callback without catching unwinds, so a panic there
+/// would abort the process.
+fn compute_caught<T>(body: impl FnOnce() -> keystead::Result<T>) -> keystead::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|_| {
+        Err(keystead::Error::Storage(
+            "keystead: internal error (panic) in the Node binding".into(),
+        ))
+    })
+}
+
+/// Runs a task's `resolve` body, turning a panic into a rejection (see [`compute_caught`]).
+fn resolve_caught<T>(body: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|_| {
+        Err(napi::Error::new(
+            napi::Status::GenericFailure,
+            "keystead: internal error (panic) in the Node binding".to_owned(),
+        ))
+    })
 }
 
 enum KeyOp {
@@ -1351,17 +1458,17 @@ impl Task for KeyJob {
     type JsValue = CreatedKey;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(match self.op.take() {
+        Ok(compute_caught(|| match self.op.take() {
             Some(KeyOp::Create(new)) => self.store.create(new),
             Some(KeyOp::Rotate(id, grace)) => self.store.rotate(id, grace),
             None => Err(keystead::Error::InvalidArgument(
                 "the task already ran".into(),
             )),
-        })
+        }))
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        settle(env, output, CreatedKey::from)
+        resolve_caught(|| settle(env, output, CreatedKey::try_from))
     }
 }
 
@@ -1381,13 +1488,13 @@ impl Task for InfoJob {
     type JsValue = KeyInfo;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(match self.op {
+        Ok(compute_caught(|| match self.op {
             InfoOp::Revoke(id) => self.store.revoke(id),
-        })
+        }))
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        settle(env, output, |info| KeyInfo::from(&info))
+        resolve_caught(|| settle(env, output, |changed| info(&changed)))
     }
 }
 
@@ -1402,11 +1509,11 @@ impl Task for UnitJob {
     type JsValue = ();
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(self.store.flush())
+        Ok(compute_caught(|| self.store.flush()))
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        settle(env, output, |()| ())
+        resolve_caught(|| settle(env, output, |()| Ok(())))
     }
 }
 
@@ -1543,10 +1650,50 @@ mod tests {
         for time in times {
             assert_eq!(
                 millis_f64(time),
-                to_date(time).timestamp_millis() as f64,
+                to_date(time).unwrap().timestamp_millis() as f64,
                 "{time:?}"
             );
         }
+    }
+
+    /// Every exported function and method catches panics (napi-rs's `catch_unwind`), so a
+    /// bug becomes a JS error instead of aborting the process.
+    #[test]
+    fn every_exported_function_catches_unwinds() {
+        let source = include_str!("lib.rs");
+        let mut lines = source.lines().peekable();
+        let mut checked = 0;
+        while let Some(line) = lines.next() {
+            let attr = line.trim_start();
+            if !attr.starts_with("#[napi") || attr.starts_with("#[napi(object") {
+                continue;
+            }
+            // The item the attribute applies to (skipping doc comments and other attributes).
+            let item = lines
+                .clone()
+                .map(str::trim_start)
+                .find(|l| !l.starts_with("///") && !l.starts_with("#["))
+                .unwrap_or_default();
+            if item.contains("fn ") {
+                assert!(attr.contains("catch_unwind"), "{attr} on `{item}`");
+                checked += 1;
+            }
+        }
+        assert!(checked >= 20, "found only {checked} exported functions");
+    }
+
+    #[test]
+    fn far_future_times_are_errors_not_panics() {
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(17_281_000_000_000);
+        assert_eq!(to_date(far).unwrap_err().status, "KEYSTEAD_STORE_ERROR");
+        let past = SystemTime::UNIX_EPOCH - Duration::from_secs(17_281_000_000_000);
+        assert!(to_date(past).is_err());
+        assert!(JsDate(f64::NAN).time("t").is_err());
+        assert!(JsDate(f64::INFINITY).time("t").is_err());
+        assert_eq!(
+            JsDate(-1.0).time("t").unwrap(),
+            SystemTime::UNIX_EPOCH - Duration::from_millis(1)
+        );
     }
 
     #[test]

@@ -119,6 +119,17 @@ fn datetime(py: Python<'_>, time: SystemTime) -> PyResult<Bound<'_, PyAny>> {
         Ok(after) => i128::try_from(after.as_micros()).unwrap_or(i128::MAX),
         Err(before) => -i128::try_from(before.duration().as_micros()).unwrap_or(i128::MAX),
     };
+    // datetime's range, 0001-01-01 to 9999-12-31T23:59:59.999999 UTC: outside it, adding
+    // the delta below would raise OverflowError. Only a store written before the core
+    // refused times after 9999 (or a damaged one) holds such a time.
+    const MIN_MICROS: i128 = -62_135_596_800_000_000;
+    const MAX_MICROS: i128 = 253_402_300_799_999_999;
+    if !(MIN_MICROS..=MAX_MICROS).contains(&micros) {
+        return Err(errors::StoreError::new_err(
+            "a time in the store is outside the range of datetime (written by an older \
+             keystead; give the key a nearer expiry)",
+        ));
+    }
     let out_of_range = |_| invalid("timestamp out of the range of datetime");
     let days = i32::try_from(micros.div_euclid(MICROS_PER_DAY)).map_err(out_of_range)?;
     let rest = micros.rem_euclid(MICROS_PER_DAY);
@@ -141,9 +152,15 @@ impl FromPyObject<'_, '_> for Span {
     fn extract(obj: Borrowed<'_, '_, PyAny>) -> PyResult<Self> {
         let delta = obj.cast::<PyDelta>()?;
         let micros = delta_micros(&delta);
-        u64::try_from(micros)
-            .map(|m| Span(Duration::from_micros(m)))
-            .map_err(|_| invalid("a duration must not be negative"))
+        if micros < 0 {
+            return Err(invalid("a duration must not be negative"));
+        }
+        // Up to timedelta.max (about 8.6e22 µs, more than a u64 of microseconds holds, but
+        // fewer seconds than a Duration does); the core refuses what it cannot store.
+        let secs =
+            u64::try_from(micros / 1_000_000).map_err(|_| invalid("the duration is too long"))?;
+        let nanos = u32::try_from(micros % 1_000_000 * 1000).unwrap_or(0);
+        Ok(Span(Duration::new(secs, nanos)))
     }
 }
 
