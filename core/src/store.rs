@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::audit;
+use crate::backend::memory::Memory;
 use crate::backend::redb_file::{self, RedbFile};
 use crate::backend::{Backend, Read, Snapshot, Txn};
 use crate::error::{Error, Result};
@@ -333,6 +334,53 @@ fn read_u64_meta(view: &dyn Read, name: &str) -> Result<u64> {
     }
 }
 
+/// Where a store lives, as named to [`KeyStore::open`].
+#[derive(Clone, Copy)]
+enum Location<'a> {
+    /// A redb file (the embedded default): a plain path or `file://PATH`.
+    File(&'a Path),
+    /// `memory:`: a new store in this process's memory.
+    Memory,
+}
+
+impl<'a> Location<'a> {
+    /// The schemes `open` understands, for error messages.
+    const SUPPORTED: &'static str = "a file path, `file://PATH` or `memory:`";
+
+    fn parse(path: &'a Path) -> Result<Location<'a>> {
+        let Some(text) = path.to_str() else {
+            return Ok(Location::File(path));
+        };
+        if text == "memory:" {
+            return Ok(Location::Memory);
+        }
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return Ok(Location::File(path));
+        };
+        let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        if !is_scheme {
+            return Ok(Location::File(path));
+        }
+        match scheme.to_ascii_lowercase().as_str() {
+            "file" if !rest.is_empty() => Ok(Location::File(Path::new(rest))),
+            "file" => Err(Error::invalid("`file://` names no file")),
+            "postgres" | "postgresql" => Err(Error::invalid(format!(
+                "`{scheme}://` stores are not supported by this build of keystead yet; \
+                 supported: {}",
+                Self::SUPPORTED
+            ))),
+            _ => Err(Error::invalid(format!(
+                "unknown store location scheme `{}://`; supported: {}",
+                model::truncate_for_message(scheme),
+                Self::SUPPORTED
+            ))),
+        }
+    }
+}
+
 impl KeyStore {
     /// Opens the store at `path`, creating the file (mode 0600) if it does not exist. A store is
     /// never created through a symbolic link (an existing store may be opened through one).
@@ -361,8 +409,11 @@ impl KeyStore {
         }
         let hasher = Hasher::new(options.pepper.as_deref().map(Vec::as_slice))?;
         let requested = options.prefix.as_deref();
-        // Refuse a wrong pepper, prefix or version before opening the file for writing.
-        redb_file::inspect(path.as_ref(), |view| check_store(view, requested, &hasher))?;
+        let location = Location::parse(path.as_ref())?;
+        if let Location::File(path) = location {
+            // Refuse a wrong pepper, prefix or version before opening the file for writing.
+            redb_file::inspect(path, |view| check_store(view, requested, &hasher))?;
+        }
         let prefix = requested.unwrap_or(DEFAULT_PREFIX);
         let schema = SCHEMA_VERSION.to_le_bytes();
         let check = hasher.pepper_check();
@@ -375,11 +426,12 @@ impl KeyStore {
             (META_GENERATION, &generation),
             (META_CREATED_AT, &created),
         ];
-        let backend: Box<dyn Backend> = Box::new(RedbFile::open(
-            path.as_ref(),
-            options.cache_size,
-            &initial_meta,
-        )?);
+        let backend: Box<dyn Backend> = match location {
+            Location::File(path) => {
+                Box::new(RedbFile::open(path, options.cache_size, &initial_meta)?)
+            }
+            Location::Memory => Box::new(Memory::new()),
+        };
         // A redb file with no tables at all (not made by keystead) becomes a store in place.
         if backend.is_new()? {
             backend.initialize(&initial_meta)?;
@@ -436,7 +488,12 @@ impl KeyStore {
     /// # Errors
     /// As for [`KeyStore::open`]; a damaged file gives `Ok(false)` or [`Error::Corrupt`].
     pub fn check_integrity(path: impl AsRef<Path>) -> Result<bool> {
-        redb_file::check_file_integrity(path.as_ref())
+        match Location::parse(path.as_ref())? {
+            Location::File(path) => redb_file::check_file_integrity(path),
+            Location::Memory => Err(Error::invalid(
+                "an in-memory store (`memory:`) has no file to check; each open makes a new one",
+            )),
+        }
     }
 
     /// The prefix of every key this store issues, e.g. `ks`.

@@ -22,7 +22,6 @@ fn year_10000() -> SystemTime {
 
 const DAY: Duration = Duration::from_secs(86_400);
 
-#[test]
 fn rotate_with_a_grace_ending_after_9999_is_refused() {
     let t = common::open_new();
     let old = t.store.create(NewKey::new("grace")).unwrap();
@@ -43,7 +42,6 @@ fn rotate_with_a_grace_ending_after_9999_is_refused() {
     t.store.rotate(id, DAY * 365 * 100).unwrap();
 }
 
-#[test]
 fn set_expiry_in_the_year_10000_is_refused() {
     let t = common::open_new();
     let id = t.store.create(NewKey::new("far")).unwrap().info().id();
@@ -58,7 +56,6 @@ fn set_expiry_in_the_year_10000_is_refused() {
     assert_eq!(info.expires_at(), Some(latest()));
 }
 
-#[test]
 fn create_with_an_expiry_in_the_year_10000_is_refused() {
     let t = common::open_new();
     let new = NewKey::new("far").expires_at(year_10000());
@@ -68,7 +65,6 @@ fn create_with_an_expiry_in_the_year_10000_is_refused() {
     assert!(t.store.list(&Default::default()).unwrap().is_empty());
 }
 
-#[test]
 fn usage_and_audit_bounds_after_9999_are_refused() {
     let t = common::open_new();
     let id = t.store.create(NewKey::new("u")).unwrap().info().id();
@@ -79,3 +75,10 @@ fn usage_and_audit_bounds_after_9999_are_refused() {
     assert!(t.store.usage(id, UNIX_EPOCH, latest()).unwrap().is_empty());
     assert!(t.store.audit(Some(latest()), 10).unwrap().is_empty());
 }
+
+common::every_backend!(
+    rotate_with_a_grace_ending_after_9999_is_refused,
+    set_expiry_in_the_year_10000_is_refused,
+    create_with_an_expiry_in_the_year_10000_is_refused,
+    usage_and_audit_bounds_after_9999_are_refused,
+);

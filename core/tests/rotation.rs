@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 use common::open_new;
 use keystead::{Error, KeyStatus, NewKey, Outcome};
 
-#[test]
 fn old_key_works_during_grace_and_links_both_ways() {
     let t = open_new();
     let s = &t.store;
@@ -51,7 +50,6 @@ fn old_key_works_during_grace_and_links_both_ways() {
     ));
 }
 
-#[test]
 fn grace_ends_the_old_key() {
     let t = open_new();
     let s = &t.store;
@@ -71,7 +69,6 @@ fn grace_ends_the_old_key() {
     assert_eq!(s.verify(new.key(), &[]).unwrap().outcome(), Outcome::Valid);
 }
 
-#[test]
 fn zero_grace_ends_the_old_key_at_once() {
     let t = open_new();
     let s = &t.store;
@@ -87,7 +84,6 @@ fn zero_grace_ends_the_old_key_at_once() {
     );
 }
 
-#[test]
 fn grace_never_extends_an_earlier_expiry() {
     let t = open_new();
     let s = &t.store;
@@ -104,7 +100,6 @@ fn grace_never_extends_an_earlier_expiry() {
     assert!(end <= soon + Duration::from_millis(1));
 }
 
-#[test]
 fn a_disabled_key_can_be_rotated_and_the_new_one_is_active() {
     let t = open_new();
     let s = &t.store;
@@ -117,3 +112,11 @@ fn a_disabled_key_can_be_rotated_and_the_new_one_is_active() {
     );
     assert_eq!(s.verify(new.key(), &[]).unwrap().outcome(), Outcome::Valid);
 }
+
+common::every_backend!(
+    old_key_works_during_grace_and_links_both_ways,
+    grace_ends_the_old_key,
+    zero_grace_ends_the_old_key_at_once,
+    grace_never_extends_an_earlier_expiry,
+    a_disabled_key_can_be_rotated_and_the_new_one_is_active,
+);

@@ -9,7 +9,6 @@ use keystead::{Error, KeyStatus, NewKey};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-#[test]
 fn a_rotated_key_cannot_have_its_expiry_cleared_or_extended() {
     let t = common::open_new();
     let old = t.store.create(NewKey::new("svc")).unwrap().info().id();
@@ -46,7 +45,6 @@ fn a_rotated_key_cannot_have_its_expiry_cleared_or_extended() {
     );
 }
 
-#[test]
 fn a_rotated_key_can_have_its_grace_shortened_or_kept() {
     let t = common::open_new();
     let old = t.store.create(NewKey::new("svc")).unwrap().info().id();
@@ -66,3 +64,8 @@ fn a_rotated_key_can_have_its_grace_shortened_or_kept() {
     t.store.set_expiry(new, Some(grace_end + HOUR)).unwrap();
     t.store.set_expiry(new, None).unwrap();
 }
+
+common::every_backend!(
+    a_rotated_key_cannot_have_its_expiry_cleared_or_extended,
+    a_rotated_key_can_have_its_grace_shortened_or_kept,
+);

@@ -1,6 +1,8 @@
 //! The shared vectors in tests/vectors/*.json, as the Python and Node suites consume them too.
 
-use keystead::{parse_authorization_header, parse_key, HeaderError, KeyStore, Options};
+mod common;
+
+use keystead::{parse_authorization_header, parse_key, HeaderError, KeyStore};
 use serde_json::Value;
 
 fn cases(name: &str) -> Vec<Value> {
@@ -10,13 +12,13 @@ fn cases(name: &str) -> Vec<Value> {
     doc["cases"].as_array().expect("cases").clone()
 }
 
+/// An empty store with prefix `ks` on the running test's backend (see `every_backend!`).
 fn store() -> (tempfile::TempDir, KeyStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = KeyStore::open(dir.path().join("v.redb"), Options::new().prefix("ks")).unwrap();
-    (dir, store)
+    let t = common::open_new();
+    assert_eq!(t.store.prefix(), "ks");
+    (t.dir, t.store)
 }
 
-#[test]
 fn key_vectors_parse_as_expected() {
     let cases = cases("keys.json");
     assert!(cases.len() >= 30);
@@ -36,7 +38,6 @@ fn key_vectors_parse_as_expected() {
     }
 }
 
-#[test]
 fn key_vectors_verify_as_expected() {
     let (_dir, store) = store();
     for case in cases("keys.json") {
@@ -46,7 +47,6 @@ fn key_vectors_verify_as_expected() {
     }
 }
 
-#[test]
 fn header_vectors_parse_and_verify_as_expected() {
     let cases = cases("headers.json");
     assert!(cases.len() >= 40);
@@ -69,7 +69,6 @@ fn header_vectors_parse_and_verify_as_expected() {
 /// tests/vectors/lifecycle.json: scripted admin steps, each verify with the code, HTTP status
 /// and `WWW-Authenticate` every binding must give. Also checks that the scripts reach all eight
 /// outcome codes.
-#[test]
 fn lifecycle_vectors_give_the_expected_outcomes() {
     use keystead::{KeyId, NewKey};
     use std::collections::{BTreeSet, HashMap};
@@ -165,3 +164,10 @@ fn lifecycle_vectors_give_the_expected_outcomes() {
     ];
     assert_eq!(codes, all.iter().map(|c| (*c).to_owned()).collect());
 }
+
+common::every_backend!(
+    key_vectors_parse_as_expected,
+    key_vectors_verify_as_expected,
+    header_vectors_parse_and_verify_as_expected,
+    lifecycle_vectors_give_the_expected_outcomes,
+);

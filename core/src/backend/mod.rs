@@ -5,6 +5,7 @@
 //! Values are opaque bytes produced by `record` and `audit` (or fixed-size usage counters), so a
 //! backend never interprets key records.
 
+pub(crate) mod memory;
 pub(crate) mod redb_file;
 
 use crate::error::Result;

@@ -22,11 +22,53 @@ pub fn options() -> Options {
     Options::new().flush_interval(Duration::ZERO)
 }
 
+/// The storage backends the behavioural tests run against (`every_backend!`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded redb file, the default.
+    File,
+    /// `memory:`, the in-memory backend.
+    Memory,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::File) };
+}
+
+/// Runs `test` with `open_new` opening stores on `backend` (in this thread).
+pub fn with_backend(backend: Backend, test: fn()) {
+    BACKEND.with(|b| b.set(backend));
+    test();
+}
+
+/// A new, empty store on the backend of the running test (the file unless `every_backend!`
+/// runs it on another).
 pub fn open_new() -> TempStore {
     let dir = tempfile::tempdir().unwrap();
-    let store = KeyStore::open(dir.path().join("keystead.redb"), options()).unwrap();
+    let store = match BACKEND.with(std::cell::Cell::get) {
+        Backend::File => KeyStore::open(dir.path().join("keystead.redb"), options()),
+        Backend::Memory => KeyStore::open("memory:", options()),
+    }
+    .unwrap();
     TempStore { dir, store }
 }
+
+/// Runs each named test function (a plain `fn()` without `#[test]`) once per backend, as
+/// `file::NAME` and `memory::NAME`: one behavioural suite for every backend, so a new backend
+/// gets them all by adding one module here.
+#[allow(unused_macros)]
+macro_rules! every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod file {
+            $(#[test] fn $test() { $crate::common::with_backend($crate::common::Backend::File, super::$test) })*
+        }
+        mod memory {
+            $(#[test] fn $test() { $crate::common::with_backend($crate::common::Backend::Memory, super::$test) })*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use every_backend;
 
 pub fn open_at(path: &Path, options: Options) -> KeyStore {
     KeyStore::open(path, options).unwrap()
