@@ -61,6 +61,11 @@ impl<'a> Reader<'a> {
         }
         Ok(Reader { buf: body, what })
     }
+    /// A reader over `bytes` that checks no trailer: for a record's fixed-size head, read
+    /// before (and trusted only after) the whole record is checked.
+    pub(crate) fn unchecked(bytes: &'a [u8], what: &'static str) -> Self {
+        Reader { buf: bytes, what }
+    }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.buf.len() < n {
             return Err(corrupt(self.what, "truncated"));

@@ -36,6 +36,102 @@ pub(crate) struct Record {
     pub(crate) metadata: BTreeMap<String, String>,
 }
 
+/// Bytes of a record that hold what verify needs before the secret matched: version,
+/// algorithm, id, salt, hash, state, created and updated, flags, expiry. Every valid record is
+/// longer (name, scopes, metadata and trailer follow), so a head is always exactly this long.
+pub(crate) const HEAD_LEN: usize = 1 + 1 + 8 + 16 + 32 + 1 + 8 + 8 + 1 + 8;
+
+/// The fixed-size head of a record: what verify judges a presented secret against. It is
+/// decoded on a cache miss at the same cost for every record (whatever its name, scopes and
+/// metadata weigh) and for the dummy of an unknown id; it is *not* checked against the trailer,
+/// so nothing in it but "the secret does not match" is acted on before the whole record has
+/// been decoded and checked (`Record::decode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub(crate) id: u64,
+    pub(crate) salt: [u8; 16],
+    pub(crate) hash: [u8; 32],
+    pub(crate) state: State,
+    pub(crate) expires_at: Option<i64>,
+}
+
+impl Head {
+    /// Decodes the first [`HEAD_LEN`] bytes of a record (the flags decide whether the last 8
+    /// are the expiry). Same checks as the full decoder on those fields.
+    pub(crate) fn decode(bytes: &[u8; HEAD_LEN]) -> Result<Head> {
+        let mut r = Reader::unchecked(bytes, "key record");
+        check_version(&mut r)?;
+        let id = r.u64()?;
+        let salt = r.array()?;
+        let hash = r.array()?;
+        let byte = r.u8()?;
+        let state = State::decode(&r, byte)?;
+        let _created_at = r.i64()?;
+        let _updated_at = r.i64()?;
+        let flags = r.u8()?;
+        if flags & !(FLAG_EXPIRES | FLAG_REPLACES | FLAG_REPLACED_BY) != 0 {
+            return Err(r.fail("unknown flags"));
+        }
+        // Read unconditionally, so a record with and one without an expiry cost the same.
+        let expiry = r.i64()?;
+        let expires_at = (flags & FLAG_EXPIRES != 0).then_some(expiry);
+        Ok(Head {
+            id,
+            salt,
+            hash,
+            state,
+            expires_at,
+        })
+    }
+
+    /// The head of a full record.
+    pub(crate) fn of(record: &Record) -> Head {
+        Head {
+            id: record.id,
+            salt: record.salt,
+            hash: record.hash,
+            state: record.state,
+            expires_at: record.expires_at,
+        }
+    }
+}
+
+impl State {
+    fn decode(r: &Reader<'_>, byte: u8) -> Result<State> {
+        match byte {
+            0 => Ok(State::Active),
+            1 => Ok(State::Disabled),
+            2 => Ok(State::Revoked),
+            _ => Err(r.fail("unknown state")),
+        }
+    }
+}
+
+/// Reads and checks the record version and hash algorithm.
+fn check_version(r: &mut Reader<'_>) -> Result<()> {
+    let version = r.u8()?;
+    if version != RECORD_VERSION {
+        return Err(if version > RECORD_VERSION {
+            Error::UnsupportedVersion {
+                what: "record",
+                found: u32::from(version),
+                supported: u32::from(RECORD_VERSION),
+            }
+        } else {
+            r.fail("unknown record version")
+        });
+    }
+    let alg = r.u8()?;
+    if alg != ALG_HMAC_SHA256_V1 {
+        return Err(Error::UnsupportedVersion {
+            what: "hash algorithm",
+            found: u32::from(alg),
+            supported: u32::from(ALG_HMAC_SHA256_V1),
+        });
+    }
+    Ok(())
+}
+
 const FLAG_EXPIRES: u8 = 1;
 const FLAG_REPLACES: u8 = 2;
 const FLAG_REPLACED_BY: u8 = 4;
@@ -89,35 +185,13 @@ impl Record {
     /// UTF-8, or a non-canonical encoding.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Record> {
         let mut r = Reader::new(bytes, "key record")?;
-        let version = r.u8()?;
-        if version != RECORD_VERSION {
-            return Err(if version > RECORD_VERSION {
-                Error::UnsupportedVersion {
-                    what: "record",
-                    found: u32::from(version),
-                    supported: u32::from(RECORD_VERSION),
-                }
-            } else {
-                r.fail("unknown record version")
-            });
-        }
-        let alg = r.u8()?;
-        if alg != ALG_HMAC_SHA256_V1 {
-            return Err(Error::UnsupportedVersion {
-                what: "hash algorithm",
-                found: u32::from(alg),
-                supported: u32::from(ALG_HMAC_SHA256_V1),
-            });
-        }
+        check_version(&mut r)?;
+        let alg = ALG_HMAC_SHA256_V1;
         let id = r.u64()?;
         let salt = r.array()?;
         let hash = r.array()?;
-        let state = match r.u8()? {
-            0 => State::Active,
-            1 => State::Disabled,
-            2 => State::Revoked,
-            _ => return Err(r.fail("unknown state")),
-        };
+        let byte = r.u8()?;
+        let state = State::decode(&r, byte)?;
         let created_at = r.i64()?;
         let updated_at = r.i64()?;
         let flags = r.u8()?;
