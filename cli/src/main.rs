@@ -798,12 +798,16 @@ fn verify(ctx: &Ctx, scopes: &[String]) -> Result<u8, Failure> {
             "ok": check.is_valid(),
             "http_status": check.http_status(),
             "www_authenticate": check.www_authenticate(),
+            // The key object only for a valid key; a refused one is named by its id only.
             "key": check.key().map(key_json),
+            "key_id": check.key_id().map(|id| id.to_string()),
         }))?;
     } else {
         let mut line = check.code().to_owned();
         if let Some(key) = check.key() {
             line.push_str(&format!(": key {} {}", key.id(), quoted(key.name())));
+        } else if let Some(id) = check.key_id() {
+            line.push_str(&format!(": key {id}"));
         }
         if check.outcome() == keystead::Outcome::InsufficientScope {
             line.push_str(&format!(" lacks a required scope ({})", required.join(" ")));

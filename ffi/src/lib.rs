@@ -339,9 +339,13 @@ pub struct Verification {
     /// The stable outcome code: `valid`, `missing`, `malformed`, `not_found`, `disabled`,
     /// `revoked`, `expired` or `insufficient_scope`.
     pub code: String,
-    /// The key, only when its secret matched (valid, disabled, revoked, expired,
-    /// insufficient_scope).
+    /// The key, only for a valid key (`ok`): a refused key is never described here, so
+    /// checking "has a key" cannot admit it.
     pub key: Option<KeyInfo>,
+    /// The id of the key whose secret matched, for logs: set for `valid` and for the outcomes
+    /// refused after the secret matched (`disabled`, `revoked`, `expired`,
+    /// `insufficient_scope`); none for `missing`, `malformed`, `not_found`.
+    pub key_id: Option<String>,
     /// 200, 400, 401 or 403.
     pub http_status: u16,
     /// The RFC 6750 `WWW-Authenticate` value, or none for a valid key.
@@ -354,6 +358,7 @@ impl From<ks::Verification> for Verification {
             ok: check.is_valid(),
             code: check.code().to_owned(),
             key: check.key().map(KeyInfo::from),
+            key_id: check.key_id().map(|id| id.to_string()),
             http_status: check.http_status(),
             www_authenticate: check.www_authenticate(),
         }

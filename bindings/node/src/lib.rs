@@ -222,10 +222,14 @@ pub struct Verification {
         ts_type = "'valid' | 'missing' | 'malformed' | 'not_found' | 'disabled' | 'revoked' | 'expired' | 'insufficient_scope'"
     )]
     pub code: String,
-    /// The key, when its secret matched: its fields are read-only and decoded on first
-    /// access; `toJSON()` returns them as a plain object.
+    /// The key, only for a valid key (a refused key is named by `keyId` only): its fields are
+    /// read-only and decoded on first access; `toJSON()` returns them as a plain object.
     #[napi(ts_type = "(Readonly<KeyInfo> & { toJSON(): KeyInfo })")]
     pub key: Option<KeyInfo>,
+    /// The id of the key whose secret matched, for logs: set for `valid` and for the outcomes
+    /// refused after the secret matched (`disabled`, `revoked`, `expired`,
+    /// `insufficient_scope`); null for `missing`, `malformed`, `not_found`.
+    pub key_id: Option<String>,
     /// 200, 400, 401 or 403.
     pub http_status: u32,
     /// The `WWW-Authenticate` value to answer with, or null for a valid key.
@@ -238,6 +242,7 @@ impl From<keystead::Verification> for Verification {
             ok: check.is_valid(),
             code: check.code().to_owned(),
             key: check.key().map(KeyInfo::from),
+            key_id: check.key_id().map(|id| id.to_string()),
             http_status: u32::from(check.http_status()),
             www_authenticate: check.www_authenticate(),
         }
@@ -637,7 +642,8 @@ mod slot {
     pub const WWW_KIND: usize = 2;
     /// The value's length in UTF-16 code units, when `WWW_KIND` is -1.
     pub const WWW_LEN: usize = 3;
-    /// 1: the payload holds a key (after the `WWW-Authenticate` value, if any).
+    /// 1: the payload holds a (valid) key after the `WWW-Authenticate` value, if any; 2: it
+    /// holds only the id of a refused key (`ID_LEN` long); 0: neither.
     pub const HAS_KEY: usize = 4;
     /// Index into [`super::STATUSES`].
     pub const STATUS: usize = 5;
@@ -1240,6 +1246,14 @@ fn fill_payload(
         }
     }
     let Some(info) = checked.key() else {
+        if let Some(id) = checked.key_id() {
+            // A refused key: its id only.
+            out[slot::HAS_KEY] = 2.0;
+            let start = payload.len();
+            let _ = write!(payload, "{id}");
+            out[slot::ID_LEN] = utf16_len(&payload[start..]) as f64;
+            return js_string(env, payload);
+        }
         out[slot::HAS_KEY] = 0.0;
         if payload.is_empty() {
             let mut undefined = ptr::null_mut();
@@ -1253,14 +1267,9 @@ fn fill_payload(
         }
         return js_string(env, payload);
     };
-    // A valid verification means the key was active at the check: what `status()` would say,
-    // without reading the clock again.
-    let status = if checked.is_valid() {
-        status_index(KeyStatus::Active)
-    } else {
-        status_index(info.status())
-    }
-    .map_err(|e| throw(env, e))?;
+    // Only a valid verification has a key, and a valid key was active at the check: what
+    // `status()` would say, without reading the clock again.
+    let status = status_index(KeyStatus::Active).map_err(|e| throw(env, e))?;
     out[slot::HAS_KEY] = 1.0;
     out[slot::STATUS] = status as f64;
     out[slot::CREATED] = millis_f64(info.created_at());

@@ -50,6 +50,7 @@ test('full lifecycle: create, verify, disable/enable, rotate with grace, revoke,
   assert.equal(ok.httpStatus, 200)
   assert.equal(ok.wwwAuthenticate, null)
   assert.equal(ok.key.id, info.id)
+  assert.equal(ok.keyId, info.id)
   const header = store.verifyHeader(`Bearer ${key}`, { scopes: [SCOPE] })
   valid++
   assert.equal(header.code, 'valid')
@@ -60,7 +61,9 @@ test('full lifecycle: create, verify, disable/enable, rotate with grace, revoke,
   assert.equal(disabled.code, 'disabled')
   assert.equal(disabled.httpStatus, 401)
   assert.equal(disabled.wwwAuthenticate, 'Bearer error="invalid_token"')
-  assert.equal(disabled.key.id, info.id)
+  // A refused key is named by its id only.
+  assert.equal(disabled.key, null)
+  assert.equal(disabled.keyId, info.id)
   assert.equal(store.enable(info.id).status, 'active')
   assert.equal(store.verify(key).code, 'valid')
   valid++

@@ -2710,10 +2710,17 @@ data class Verification (
     var `code`: kotlin.String
     , 
     /**
-     * The key, only when its secret matched (valid, disabled, revoked, expired,
-     * insufficient_scope).
+     * The key, only for a valid key (`ok`): a refused key is never described here, so
+     * checking "has a key" cannot admit it.
      */
     var `key`: KeyInfo?
+    , 
+    /**
+     * The id of the key whose secret matched, for logs: set for `valid` and for the outcomes
+     * refused after the secret matched (`disabled`, `revoked`, `expired`,
+     * `insufficient_scope`); none for `missing`, `malformed`, `not_found`.
+     */
+    var `keyId`: kotlin.String?
     , 
     /**
      * 200, 400, 401 or 403.
@@ -2743,6 +2750,7 @@ public object FfiConverterTypeVerification: FfiConverterRustBuffer<Verification>
             FfiConverterBoolean.read(buf),
             FfiConverterString.read(buf),
             FfiConverterOptionalTypeKeyInfo.read(buf),
+            FfiConverterOptionalString.read(buf),
             FfiConverterUShort.read(buf),
             FfiConverterOptionalString.read(buf),
         )
@@ -2752,6 +2760,7 @@ public object FfiConverterTypeVerification: FfiConverterRustBuffer<Verification>
             FfiConverterBoolean.allocationSize(value.`ok`) +
             FfiConverterString.allocationSize(value.`code`) +
             FfiConverterOptionalTypeKeyInfo.allocationSize(value.`key`) +
+            FfiConverterOptionalString.allocationSize(value.`keyId`) +
             FfiConverterUShort.allocationSize(value.`httpStatus`) +
             FfiConverterOptionalString.allocationSize(value.`wwwAuthenticate`)
     )
@@ -2760,6 +2769,7 @@ public object FfiConverterTypeVerification: FfiConverterRustBuffer<Verification>
             FfiConverterBoolean.write(value.`ok`, buf)
             FfiConverterString.write(value.`code`, buf)
             FfiConverterOptionalTypeKeyInfo.write(value.`key`, buf)
+            FfiConverterOptionalString.write(value.`keyId`, buf)
             FfiConverterUShort.write(value.`httpStatus`, buf)
             FfiConverterOptionalString.write(value.`wwwAuthenticate`, buf)
     }
