@@ -144,7 +144,9 @@ test('scopes: a key without the required scope gets insufficient_scope / 403', (
   assert.equal(check.code, 'insufficient_scope')
   assert.equal(check.httpStatus, 403)
   assert.equal(check.wwwAuthenticate, 'Bearer error="insufficient_scope", scope="chat:completions"')
-  assert.equal(check.key.id, info.id)
+  // A refused key is named by its id only.
+  assert.equal(check.key, null)
+  assert.equal(check.keyId, info.id)
   assert.deepEqual(store.setScopes(info.id, [SCOPE, 'embeddings']).scopes, [SCOPE, 'embeddings'])
   assert.equal(store.verify(key, { scopes: [SCOPE] }).code, 'valid')
   assert.equal(store.verify(key, { scopes: [] }).code, 'valid')

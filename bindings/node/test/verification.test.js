@@ -163,6 +163,7 @@ test('verify results without a key, and WWW-Authenticate values built from the s
     ok: false,
     code: 'malformed',
     key: null,
+    keyId: null,
     httpStatus: 400,
     wwwAuthenticate: 'Bearer error="invalid_request"',
   })
@@ -170,6 +171,7 @@ test('verify results without a key, and WWW-Authenticate values built from the s
     'ok',
     'code',
     'key',
+    'keyId',
     'httpStatus',
     'wwwAuthenticate',
   ])
