@@ -35,6 +35,12 @@ impl Writer {
         self.buf
             .extend_from_slice(&v.as_bytes()[..usize::from(len)]);
     }
+    /// Appends HMAC-SHA256 under `key` of everything written (instead of a CRC-32).
+    pub(crate) fn finish_mac(mut self, key: &ring::hmac::Key) -> Vec<u8> {
+        let tag = ring::hmac::sign(key, &self.buf);
+        self.buf.extend_from_slice(tag.as_ref());
+        self.buf
+    }
     pub(crate) fn finish(mut self) -> Vec<u8> {
         let crc = crc32fast::hash(&self.buf);
         self.buf.extend_from_slice(&crc.to_le_bytes());
@@ -59,6 +65,21 @@ impl<'a> Reader<'a> {
         if crc32fast::hash(body) != u32::from_le_bytes(crc) {
             return Err(corrupt(what, "checksum mismatch"));
         }
+        Ok(Reader { buf: body, what })
+    }
+    /// Checks the HMAC-SHA256 trailer (32 bytes, under `key`) and returns a reader over the
+    /// covered bytes.
+    pub(crate) fn authenticated(
+        bytes: &'a [u8],
+        key: &ring::hmac::Key,
+        what: &'static str,
+    ) -> Result<Self> {
+        if bytes.len() < 33 {
+            return Err(corrupt(what, "truncated"));
+        }
+        let (body, tag) = bytes.split_at(bytes.len() - 32);
+        ring::hmac::verify(key, body, tag)
+            .map_err(|_| corrupt(what, "authentication failed (edited or forged)"))?;
         Ok(Reader { buf: body, what })
     }
     /// A reader over `bytes` that checks no trailer: for a record's fixed-size head, read

@@ -89,7 +89,9 @@ impl Options {
         self
     }
     /// A secret mixed into every hash (e.g. from a secret manager), 1 to 1024 bytes. A stolen
-    /// store file is useless for offline guessing without it. Opening with a different pepper
+    /// store file is useless for offline guessing without it, and every key record is
+    /// authenticated under a key derived from it, so whoever can write the file but lacks the
+    /// pepper cannot change a key (e.g. un-revoke it): the edit reads as [`Error::Corrupt`]. Opening with a different pepper
     /// than the store was created with fails with [`Error::WrongPepper`].
     pub fn pepper(mut self, pepper: impl Into<Vec<u8>>) -> Self {
         self.pepper = Some(Zeroizing::new(pepper.into()));
@@ -377,8 +379,17 @@ impl fmt::Debug for KeyStore {
     }
 }
 
-/// Checks a store's schema version, prefix and pepper; returns its prefix and generation.
-fn check_store(view: &dyn Read, requested: Option<&str>, hasher: &Hasher) -> Result<(String, u64)> {
+/// What [`check_store`] found.
+struct StoreCheck {
+    prefix: String,
+    generation: u64,
+    /// A peppered store written before key records were authenticated: its records are
+    /// version 1 and its pepper check the version-1 value (see [`migrate_records`]).
+    legacy_records: bool,
+}
+
+/// Checks a store's schema version, prefix and pepper.
+fn check_store(view: &dyn Read, requested: Option<&str>, hasher: &Hasher) -> Result<StoreCheck> {
     let schema = view
         .meta(META_SCHEMA)?
         .ok_or_else(|| Error::Corrupt("not a keystead store (no schema version)".into()))?;
@@ -411,10 +422,49 @@ fn check_store(view: &dyn Read, requested: Option<&str>, hasher: &Hasher) -> Res
     let check = view
         .meta(META_PEPPER_CHECK)?
         .ok_or_else(|| Error::Corrupt("missing pepper check".into()))?;
-    if !bool::from(check.as_slice().ct_eq(&hasher.pepper_check())) {
+    let current = bool::from(check.as_slice().ct_eq(&hasher.pepper_check()));
+    let legacy = hasher
+        .legacy_pepper_check()
+        .is_some_and(|legacy| bool::from(check.as_slice().ct_eq(&legacy)));
+    if !current && !legacy {
         return Err(Error::WrongPepper);
     }
-    Ok((stored, read_u64_meta(view, META_GENERATION)?))
+    Ok(StoreCheck {
+        prefix: stored,
+        generation: read_u64_meta(view, META_GENERATION)?,
+        legacy_records: legacy,
+    })
+}
+
+/// Authenticates every key record of a peppered store written before records were: each
+/// version-1 record (CRC-checked) is rewritten as version 2 under the record key, and the
+/// pepper check becomes the version-2 value, all in one transaction (another handle may have
+/// done it first: then nothing is written). From then on a version-1 record in this store is
+/// `Corrupt`, and builds that predate authenticated records refuse it as `WrongPepper`.
+fn migrate_records(backend: &dyn Backend, hasher: &Hasher) -> Result<()> {
+    backend.write(&mut |txn| {
+        let check = txn.meta(META_PEPPER_CHECK)?.unwrap_or_default();
+        if bool::from(check.as_slice().ct_eq(&hasher.pepper_check())) {
+            return Ok(());
+        }
+        let mut records = Vec::new();
+        txn.scan_keys(None, &mut |id, bytes| {
+            let record = Record::decode(bytes, None)?;
+            if record.id != id {
+                return Err(Error::Corrupt(
+                    "key record: stored id does not match".into(),
+                ));
+            }
+            records.push(record);
+            Ok(true)
+        })?;
+        for record in &records {
+            txn.put_key(record.id, &record.encode(hasher.record_key()))?;
+        }
+        txn.set_meta(META_PEPPER_CHECK, &hasher.pepper_check())?;
+        let generation = read_u64_meta(txn, META_GENERATION)?.wrapping_add(1);
+        txn.set_meta(META_GENERATION, &generation.to_le_bytes())
+    })
 }
 
 fn read_u64_meta(view: &dyn Read, name: &str) -> Result<u64> {
@@ -430,6 +480,10 @@ fn read_u64_meta(view: &dyn Read, name: &str) -> Result<u64> {
 
 impl KeyStore {
     /// Opens the store at `path`, creating the file (mode 0600) if it does not exist.
+    ///
+    /// With a pepper, a store written before key records were authenticated is upgraded in
+    /// one write transaction: every record is rewritten authenticated under the pepper
+    /// (docs/storage.md); builds older than that then refuse it with `WrongPepper`.
     ///
     /// # Errors
     /// - [`Error::InvalidArgument`] for a bad prefix or pepper;
@@ -472,15 +526,26 @@ impl KeyStore {
         if backend.is_new()? {
             backend.initialize(&initial_meta)?;
         }
-        let snapshot = backend.snapshot()?;
-        let (stored_prefix, generation) = check_store(&*snapshot, requested, &hasher)?;
+        let mut snapshot = backend.snapshot()?;
+        let mut checked = check_store(&*snapshot, requested, &hasher)?;
+        if checked.legacy_records {
+            drop(snapshot);
+            migrate_records(&*backend, &hasher)?;
+            snapshot = backend.snapshot()?;
+            checked = check_store(&*snapshot, requested, &hasher)?;
+        }
+        let StoreCheck {
+            prefix: stored_prefix,
+            generation,
+            ..
+        } = checked;
 
         let rng = SystemRandom::new();
         let mut dummy_record = blank_record(0, String::new(), Vec::new(), BTreeMap::new(), None);
         fill(&rng, &mut dummy_record.salt)?;
         fill(&rng, &mut dummy_record.hash)?;
         let mut dummy_head = [0u8; HEAD_LEN];
-        dummy_head.copy_from_slice(&dummy_record.encode()[..HEAD_LEN]);
+        dummy_head.copy_from_slice(&dummy_record.encode(hasher.record_key())[..HEAD_LEN]);
         let view = View {
             snapshot: Some(snapshot),
             taken_ms: time::now_ms(),
@@ -580,7 +645,10 @@ impl KeyStore {
         let snapshot = self.inner.backend.snapshot()?;
         match snapshot.key(id.as_u64())? {
             None => Ok(None),
-            Some(bytes) => Ok(Some(info_of(&*snapshot, &Record::decode(&bytes)?)?)),
+            Some(bytes) => Ok(Some(info_of(
+                &*snapshot,
+                &Record::decode(&bytes, self.inner.hasher.record_key())?,
+            )?)),
         }
     }
 
@@ -601,8 +669,9 @@ impl KeyStore {
             return Ok(out);
         }
         let mut error = None;
+        let record_key = self.inner.hasher.record_key();
         snapshot.scan_keys(filter.after.map(KeyId::as_u64), &mut |_, bytes| {
-            let record = Record::decode(bytes)?;
+            let record = Record::decode(bytes, record_key)?;
             let status = KeyStatus::of(record.state, record.expires_at, now);
             let keep = filter.status.is_none_or(|s| s == status)
                 && filter
@@ -743,7 +812,7 @@ impl KeyStore {
         let inner = &self.inner;
         inner.write(|txn| {
             let now = time::now_ms();
-            let mut old = load(txn, id)?;
+            let mut old = load(txn, &inner.hasher, id)?;
             refuse_if_revoked(&old, "rotated")?;
             if old.replaced_by.is_some() {
                 return Err(Error::InvalidState {
@@ -767,7 +836,7 @@ impl KeyStore {
             old.expires_at = Some(old.expires_at.map_or(grace_end, |at| at.min(grace_end)));
             old.replaced_by = Some(created.info.id.as_u64());
             old.updated_at = now;
-            txn.put_key(old.id, &old.encode())?;
+            txn.put_key(old.id, &inner.seal(&old))?;
             let detail = format!(
                 "replaced by {}, grace {} s",
                 created.info.id,
@@ -792,7 +861,7 @@ impl KeyStore {
     pub fn delete(&self, id: KeyId) -> Result<()> {
         let inner = &self.inner;
         inner.write(|txn| {
-            let record = load(txn, id)?;
+            let record = load(txn, &inner.hasher, id)?;
             txn.delete_key(id.as_u64())?;
             txn.delete_usage(id.as_u64())?;
             inner.append_audit(txn, AuditAction::Delete, id, &record.name)
@@ -1006,9 +1075,9 @@ fn fill(rng: &SystemRandom, out: &mut [u8]) -> Result<()> {
         .map_err(|_| Error::Storage("the system random number generator failed".into()))
 }
 
-fn load(txn: &dyn Txn, id: KeyId) -> Result<Record> {
+fn load(txn: &dyn Txn, hasher: &Hasher, id: KeyId) -> Result<Record> {
     let bytes = txn.key(id.as_u64())?.ok_or(Error::KeyNotFound(id))?;
-    Record::decode(&bytes)
+    Record::decode(&bytes, hasher.record_key())
 }
 
 fn refuse_if_revoked(record: &Record, operation: &'static str) -> Result<()> {
@@ -1036,6 +1105,11 @@ fn info_of(view: &dyn Read, record: &Record) -> Result<KeyInfo> {
 }
 
 impl Inner {
+    /// The stored form of a record: authenticated under the pepper's record key, if any.
+    fn seal(&self, record: &Record) -> Vec<u8> {
+        record.encode(self.hasher.record_key())
+    }
+
     /// Runs an admin change in one write transaction that also bumps the store generation
     /// (so every process drops cached records), then makes this handle see it at once.
     fn write<T>(&self, mut body: impl FnMut(&mut dyn Txn) -> Result<T>) -> Result<T> {
@@ -1078,10 +1152,10 @@ impl Inner {
         mut change: impl FnMut(&mut Record) -> Result<Option<String>>,
     ) -> Result<KeyInfo> {
         self.write(|txn| {
-            let mut record = load(txn, id)?;
+            let mut record = load(txn, &self.hasher, id)?;
             if let Some(detail) = change(&mut record)? {
                 record.updated_at = time::now_ms();
-                txn.put_key(record.id, &record.encode())?;
+                txn.put_key(record.id, &self.seal(&record))?;
                 self.append_audit(txn, action, id, &detail)?;
             }
             info_of(txn, &record)
@@ -1130,7 +1204,7 @@ impl Inner {
         record.hash = self.hasher.hash(&record.salt, id, &secret);
         record.created_at = now;
         record.updated_at = now;
-        txn.put_key(id, &record.encode())?;
+        txn.put_key(id, &self.seal(&record))?;
         let key = key::format(&self.prefix, KeyId::from_u64(id), &secret);
         Ok(CreatedKey {
             key,
@@ -1238,7 +1312,7 @@ impl Inner {
         let bytes = snapshot
             .key(entry.id)?
             .ok_or_else(|| Error::Corrupt("key record vanished from its snapshot".into()))?;
-        let record = Record::decode(&bytes)?;
+        let record = Record::decode(&bytes, self.hasher.record_key())?;
         let head = Head::of(&record);
         let expected = Head {
             id: entry.id,
