@@ -18,6 +18,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime};
 
 use keystead as ks;
+use keystead::Zeroizing;
 
 // The uniffi namespace, and so the generated file names (`keystead.swift`, `keysteadFFI.h`,
 // `keysteadFFI.modulemap`). The exported C symbols are named after the crate instead:
@@ -321,7 +322,9 @@ impl fmt::Display for CreatedKey {
 
 impl From<ks::CreatedKey> for CreatedKey {
     fn from(created: ks::CreatedKey) -> Self {
-        // `key` is a `Zeroizing<String>`: the core's copy is wiped when it drops here.
+        // `key` is a `Zeroizing<String>`: the core's copy is wiped when it drops here. The
+        // `String` made here is moved into uniffi's lowering, which copies it into the buffer
+        // handed to Swift/Kotlin and frees it unwiped: a copy this layer cannot reach.
         let (key, info) = created.into_parts();
         CreatedKey {
             key: key.as_str().to_owned(),
@@ -612,6 +615,8 @@ impl KeyStore {
     /// scope in `required_scopes`. A bad credential is a `Verification`, not an error.
     #[uniffi::method(default(required_scopes))]
     pub fn verify(&self, presented: String, required_scopes: Vec<String>) -> Result<Verification> {
+        // This copy of the presented key (lifted from the caller's buffer) is wiped on drop.
+        let presented = Zeroizing::new(presented);
         let scopes: Vec<&str> = required_scopes.iter().map(String::as_str).collect();
         self.with(|store| store.verify(&presented, &scopes).map(Verification::from))
     }
@@ -623,10 +628,12 @@ impl KeyStore {
         authorization: String,
         required_scopes: Vec<String>,
     ) -> Result<Verification> {
+        // This copy of the header (and so of the key) is wiped on drop.
+        let authorization = Zeroizing::new(authorization);
         let scopes: Vec<&str> = required_scopes.iter().map(String::as_str).collect();
         self.with(|store| {
             store
-                .verify_header(&authorization, &scopes)
+                .verify_header(authorization.as_str(), &scopes)
                 .map(Verification::from)
         })
     }

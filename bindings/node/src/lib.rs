@@ -18,8 +18,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use keystead::{KeyId, KeyStatus, ListFilter, NewKey, Options, Outcome};
-use napi::bindgen_prelude::{AsyncTask, Buffer, Either, FromNapiValue, Object, TypeTag};
+use keystead::{KeyId, KeyStatus, ListFilter, NewKey, Options, Outcome, Zeroizing};
+use napi::bindgen_prelude::{
+    AsyncTask, Buffer, Either, FromNapiValue, Object, ToNapiValue, TypeName, TypeTag, ValueType,
+};
 use napi::{sys, Env, JsError, JsValue, Task};
 use napi_derive::napi;
 
@@ -199,16 +201,39 @@ impl From<&keystead::KeyInfo> for KeyInfo {
 /// A new key: `key` is the only copy of the plaintext; show it once.
 #[napi(object, object_from_js = false)]
 pub struct CreatedKey {
-    pub key: String,
+    #[napi(ts_type = "string")]
+    pub key: SecretText,
     pub info: KeyInfo,
 }
 
 impl From<keystead::CreatedKey> for CreatedKey {
     fn from(created: keystead::CreatedKey) -> Self {
+        let (key, info) = created.into_parts();
         CreatedKey {
-            key: created.key().to_owned(),
-            info: KeyInfo::from(created.info()),
+            key: SecretText(key),
+            info: KeyInfo::from(&info),
         }
+    }
+}
+
+/// The plaintext of a new key on its way to JavaScript: the core's `Zeroizing` copy itself,
+/// turned into a JavaScript string without another Rust copy, and wiped when it drops. (The
+/// JavaScript string is the runtime's own copy, which no binding can wipe.)
+pub struct SecretText(Zeroizing<String>);
+
+impl TypeName for SecretText {
+    fn type_name() -> &'static str {
+        "String"
+    }
+    fn value_type() -> ValueType {
+        ValueType::String
+    }
+}
+
+impl ToNapiValue for SecretText {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+        // SAFETY: forwarded as is: `env` is the env napi-rs converts in.
+        unsafe { <&str as ToNapiValue>::to_napi_value(env, val.0.as_str()) }
     }
 }
 
@@ -528,7 +553,8 @@ impl KeyStore {
         key: Option<String>,
         options: Option<VerifyOptions>,
     ) -> Result<Verification> {
-        let key = key.unwrap_or_default();
+        // This copy of the presented key is wiped on drop.
+        let key = Zeroizing::new(key.unwrap_or_default());
         let scopes = scopes_of(options);
         let check = core(self.store()?.verify(&key, &as_strs(&scopes)))?;
         Ok(Verification::from(check))
@@ -541,9 +567,13 @@ impl KeyStore {
         value: Option<String>,
         options: Option<VerifyOptions>,
     ) -> Result<Verification> {
-        let value = value.unwrap_or_default();
+        // This copy of the header (and so of the key) is wiped on drop.
+        let value = Zeroizing::new(value.unwrap_or_default());
         let scopes = scopes_of(options);
-        let check = core(self.store()?.verify_header(&value, &as_strs(&scopes)))?;
+        let check = core(
+            self.store()?
+                .verify_header(value.as_str(), &as_strs(&scopes)),
+        )?;
         Ok(Verification::from(check))
     }
 
@@ -1063,8 +1093,18 @@ unsafe fn fast_verify(
     let store = unsafe { &*wrapped.cast::<KeyStore>() };
 
     let mut text_buf = [MaybeUninit::uninit(); STACK_TEXT];
-    let mut text_heap = String::new();
+    let stack = text_buf.as_ptr_range();
+    // A longer text's copy is wiped when this drops; the stack copy below, after the check.
+    let mut text_heap = Zeroizing::new(String::new());
     let text = unsafe { read_text(env, value, &mut text_buf, &mut text_heap) }?;
+    // How much of `text_buf` napi may have written: the text and its NUL, or (for a text
+    // that did not fit and was read again onto the heap) all of it.
+    let on_stack = stack.contains(&text.as_ptr().cast());
+    let written = if on_stack {
+        (text.len() + 1).min(STACK_TEXT)
+    } else {
+        STACK_TEXT
+    };
 
     // `scope`: the only required scope, when the script found `options.scopes` to be an
     // array of one string; otherwise the scopes come from `options`.
@@ -1103,11 +1143,21 @@ unsafe fn fast_verify(
             core.verify(text, scopes)
         }
     };
+    wipe(&mut text_buf[..written]);
     let checked = checked.map_err(|e| throw(env, to_js_error(e)))?;
     // SAFETY: `data` is the result buffer, slot::COUNT f64s (see `install_fast_verify`);
     // only this thread uses it, and no JavaScript runs while this reference is held.
     let out = unsafe { &mut *data.cast::<[f64; slot::COUNT]>() };
     write_result(env, &checked, out)
+}
+
+/// Overwrites a copy of a presented key with zeros, in writes the compiler may not drop.
+fn wipe(buf: &mut [MaybeUninit<u8>]) {
+    for byte in buf.iter_mut() {
+        // SAFETY: a valid, aligned, exclusively borrowed byte.
+        unsafe { ptr::write_volatile(byte, MaybeUninit::new(0)) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
 }
 
 fn utf16_len(text: &str) -> usize {
