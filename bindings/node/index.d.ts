@@ -172,10 +172,16 @@ export interface Verification {
   /** The outcome, the same string in every keystead binding. */
   code: 'valid' | 'missing' | 'malformed' | 'not_found' | 'disabled' | 'revoked' | 'expired' | 'insufficient_scope'
   /**
-   * The key, when its secret matched: its fields are read-only and decoded on first
-   * access; `toJSON()` returns them as a plain object.
+   * The key, only for a valid key (a refused key is named by `keyId` only): its fields are
+   * read-only and decoded on first access; `toJSON()` returns them as a plain object.
    */
   key: (Readonly<KeyInfo> & { toJSON(): KeyInfo }) | null
+  /**
+   * The id of the key whose secret matched, for logs: set for `valid` and for the outcomes
+   * refused after the secret matched (`disabled`, `revoked`, `expired`,
+   * `insufficient_scope`); null for `missing`, `malformed`, `not_found`.
+   */
+  keyId: string | null
   /** 200, 400, 401 or 403. */
   httpStatus: number
   /** The `WWW-Authenticate` value to answer with, or null for a valid key. */

@@ -10,6 +10,7 @@ mod timefmt;
 
 use std::collections::BTreeMap;
 use std::env;
+use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -568,6 +569,10 @@ fn report_change(ctx: &Ctx, info: &KeyInfo, text: String) -> Result<u8, Failure>
     Ok(EXIT_OK)
 }
 
+/// Room for a new key's JSON object (the key, its id, name, scopes and metadata, which are
+/// bounded by the core's limits) so that writing it never reallocates.
+const NEW_KEY_JSON_CAPACITY: usize = 64 * 1024;
+
 /// Prints a new key: alone on stdout (or in one JSON object), the id and a warning on stderr.
 fn print_new_key(ctx: &Ctx, created: &CreatedKey, headline: &str) -> Result<(), Failure> {
     let id = created.info().id();
@@ -576,15 +581,21 @@ fn print_new_key(ctx: &Ctx, created: &CreatedKey, headline: &str) -> Result<(), 
         if let Value::Object(map) = &mut value {
             map.insert("key".to_owned(), Value::String(created.key().to_owned()));
         }
-        let text = Zeroizing::new(format!("{value}\n"));
+        // Written into a buffer sized up front: growing it would free unwiped copies.
+        let mut text = Zeroizing::new(String::with_capacity(NEW_KEY_JSON_CAPACITY));
+        let written = writeln!(text, "{value}");
         if let Value::Object(map) = &mut value {
             if let Some(Value::String(key)) = map.remove("key") {
                 drop(Zeroizing::new(key));
             }
         }
+        written.map_err(|_| Failure::operational("cannot format the new key".to_owned()))?;
         emit(&text)
     } else {
-        emit(&Zeroizing::new(format!("{}\n", created.key())))
+        let mut text = Zeroizing::new(String::with_capacity(created.key().len() + 1));
+        text.push_str(created.key());
+        text.push('\n');
+        emit(&text)
     };
     printed.map_err(|f| {
         Failure { quiet: false, ..f }.context(format!(
@@ -872,12 +883,16 @@ fn verify(ctx: &Ctx, scopes: &[String]) -> Result<u8, Failure> {
             "ok": check.is_valid(),
             "http_status": check.http_status(),
             "www_authenticate": check.www_authenticate(),
+            // The key object only for a valid key; a refused one is named by its id only.
             "key": check.key().map(key_json),
+            "key_id": check.key_id().map(|id| id.to_string()),
         }))?;
     } else {
         let mut line = check.code().to_owned();
         if let Some(key) = check.key() {
             line.push_str(&format!(": key {} {}", key.id(), quoted(key.name())));
+        } else if let Some(id) = check.key_id() {
+            line.push_str(&format!(": key {id}"));
         }
         if check.outcome() == keystead::Outcome::InsufficientScope {
             line.push_str(&format!(" lacks a required scope ({})", required.join(" ")));

@@ -298,6 +298,8 @@ fn whole_lifecycle() {
     let revoked = s.verify(&new_key, &[]);
     assert_eq!(revoked.code, 1);
     assert!(revoked.stdout.starts_with("revoked"), "{}", revoked.stdout);
+    // Named by its id only: no name or other details of a refused key.
+    assert_eq!(revoked.stdout, format!("revoked: key {new_id}\n"));
     // Revoked is final.
     let enable = s.run(&["enable", &new_id]);
     assert_eq!(enable.code, 2);
@@ -444,7 +446,14 @@ fn json_outputs_have_the_stable_fields() {
     let fields: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         fields,
-        BTreeSet::from(["code", "ok", "http_status", "www_authenticate", "key"])
+        BTreeSet::from([
+            "code",
+            "ok",
+            "http_status",
+            "www_authenticate",
+            "key",
+            "key_id"
+        ])
     );
     assert_eq!(v["code"], "valid");
     assert_eq!(v["ok"], true);
@@ -452,6 +461,7 @@ fn json_outputs_have_the_stable_fields() {
     assert!(v["www_authenticate"].is_null());
     assert_key_fields(&v["key"]);
     assert_eq!(v["key"]["id"], id.as_str());
+    assert_eq!(v["key_id"], id.as_str());
 
     let bad = s.run_with(&["--json", "verify"], Some("ks_nope\n"), &[]);
     assert_eq!(bad.code, 1);
@@ -461,6 +471,7 @@ fn json_outputs_have_the_stable_fields() {
     assert_eq!(b["http_status"], 400);
     assert_eq!(b["www_authenticate"], "Bearer error=\"invalid_request\"");
     assert!(b["key"].is_null());
+    assert!(b["key_id"].is_null());
 
     let scope = s.run_with(&["--json", "verify", "--scope", "images"], Some(&key), &[]);
     assert_eq!(scope.code, 1);
@@ -471,6 +482,9 @@ fn json_outputs_have_the_stable_fields() {
         sc["www_authenticate"],
         "Bearer error=\"insufficient_scope\", scope=\"images\""
     );
+    // A refused key is named by its id only (issue 12 item 9).
+    assert!(sc["key"].is_null(), "{sc}");
+    assert_eq!(sc["key_id"], id.as_str());
 
     // Usage: the valid verification above, plus one more.
     assert_eq!(s.verify(&key, &[]).code, 0);

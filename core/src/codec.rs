@@ -39,6 +39,12 @@ impl Writer {
         self.u16(u16::try_from(len).unwrap_or(u16::MAX));
         self.buf.extend_from_slice(&v.as_bytes()[..len]);
     }
+    /// Appends HMAC-SHA256 under `key` of everything written (instead of a CRC-32).
+    pub(crate) fn finish_mac(mut self, key: &ring::hmac::Key) -> Vec<u8> {
+        let tag = ring::hmac::sign(key, &self.buf);
+        self.buf.extend_from_slice(tag.as_ref());
+        self.buf
+    }
     pub(crate) fn finish(mut self) -> Vec<u8> {
         let crc = crc32fast::hash(&self.buf);
         self.buf.extend_from_slice(&crc.to_le_bytes());
@@ -64,6 +70,26 @@ impl<'a> Reader<'a> {
             return Err(corrupt(what, "checksum mismatch"));
         }
         Ok(Reader { buf: body, what })
+    }
+    /// Checks the HMAC-SHA256 trailer (32 bytes, under `key`) and returns a reader over the
+    /// covered bytes.
+    pub(crate) fn authenticated(
+        bytes: &'a [u8],
+        key: &ring::hmac::Key,
+        what: &'static str,
+    ) -> Result<Self> {
+        if bytes.len() < 33 {
+            return Err(corrupt(what, "truncated"));
+        }
+        let (body, tag) = bytes.split_at(bytes.len() - 32);
+        ring::hmac::verify(key, body, tag)
+            .map_err(|_| corrupt(what, "authentication failed (edited or forged)"))?;
+        Ok(Reader { buf: body, what })
+    }
+    /// A reader over `bytes` that checks no trailer: for a record's fixed-size head, read
+    /// before (and trusted only after) the whole record is checked.
+    pub(crate) fn unchecked(bytes: &'a [u8], what: &'static str) -> Self {
+        Reader { buf: bytes, what }
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.buf.len() < n {

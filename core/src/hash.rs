@@ -1,6 +1,6 @@
 //! The salted, optionally peppered hash of a key secret.
 
-use ring::hmac;
+use ring::{hkdf, hmac};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -12,10 +12,17 @@ const MIN_PEPPER_LEN: usize = 32;
 /// Longest pepper accepted.
 const MAX_PEPPER_LEN: usize = 1024;
 const PEPPER_CHECK_MESSAGE: &[u8] = b"keystead pepper check v1";
+/// The pepper check of a peppered store whose key records are all authenticated (version 2).
+const PEPPER_CHECK_MESSAGE_V2: &[u8] = b"keystead pepper check v2";
+/// HKDF-SHA256 salt and info of the record MAC key: a key of its own, not the hashing key.
+const RECORD_MAC_SALT: &[u8] = b"keystead";
+const RECORD_MAC_INFO: &[u8] = b"keystead record mac v1";
 
-/// Holds the HMAC key: the pepper, or 32 zero bytes for a store without one.
+/// Holds the HMAC key: the pepper, or 32 zero bytes for a store without one; and, with a
+/// pepper, the key that authenticates key records (docs/storage.md).
 pub(crate) struct Hasher {
     key: hmac::Key,
+    record_key: Option<hmac::Key>,
 }
 
 impl Hasher {
@@ -35,9 +42,19 @@ impl Hasher {
             }
             Some(p) => p,
         };
+        let record_key = match pepper {
+            None => None,
+            Some(p) => Some(record_mac_key(p)?),
+        };
         Ok(Hasher {
             key: hmac::Key::new(hmac::HMAC_SHA256, key_bytes),
+            record_key,
         })
+    }
+
+    /// The key that authenticates key records: HKDF-SHA256 of the pepper; `None` without one.
+    pub(crate) fn record_key(&self) -> Option<&hmac::Key> {
+        self.record_key.as_ref()
     }
 
     /// HMAC-SHA256(key, salt ‖ id as 8 big-endian bytes ‖ secret).
@@ -52,13 +69,39 @@ impl Hasher {
         out
     }
 
-    /// A value stored at creation so that opening with another pepper is detected.
+    /// A value stored at creation so that opening with another pepper is detected. With a
+    /// pepper it also says "every key record is authenticated" (version 2 of the message):
+    /// nobody without the pepper can turn it back into the version-1 value.
     pub(crate) fn pepper_check(&self) -> [u8; 32] {
-        let tag = hmac::sign(&self.key, PEPPER_CHECK_MESSAGE);
+        let message = if self.record_key.is_some() {
+            PEPPER_CHECK_MESSAGE_V2
+        } else {
+            PEPPER_CHECK_MESSAGE
+        };
+        self.sign(message)
+    }
+
+    /// The pepper check a peppered store written before records were authenticated holds.
+    pub(crate) fn legacy_pepper_check(&self) -> Option<[u8; 32]> {
+        self.record_key
+            .is_some()
+            .then(|| self.sign(PEPPER_CHECK_MESSAGE))
+    }
+
+    fn sign(&self, message: &[u8]) -> [u8; 32] {
+        let tag = hmac::sign(&self.key, message);
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
         out
     }
+}
+
+fn record_mac_key(pepper: &[u8]) -> Result<hmac::Key> {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, RECORD_MAC_SALT).extract(pepper);
+    let okm = prk
+        .expand(&[RECORD_MAC_INFO], hmac::HMAC_SHA256)
+        .map_err(|_| Error::Storage("deriving the record key failed".into()))?;
+    Ok(hmac::Key::from(okm))
 }
 
 #[cfg(test)]

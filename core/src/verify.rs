@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::key::KeyId;
 use crate::model::KeyInfo;
 
 /// What verifying a credential concluded. Every credential gets one; none is an error.
@@ -82,7 +83,10 @@ impl fmt::Display for Outcome {
 #[derive(Clone)]
 pub struct Verification {
     pub(crate) outcome: Outcome,
+    /// Only for [`Outcome::Valid`].
     pub(crate) key: Option<Arc<KeyInfo>>,
+    /// Set whenever the secret matched (valid or refused after the match).
+    pub(crate) key_id: Option<KeyId>,
     pub(crate) required_scopes: Vec<String>,
 }
 
@@ -91,6 +95,7 @@ impl Verification {
         Verification {
             outcome,
             key: None,
+            key_id: None,
             required_scopes: Vec::new(),
         }
     }
@@ -107,10 +112,17 @@ impl Verification {
     pub fn code(&self) -> &'static str {
         self.outcome.as_str()
     }
-    /// The key, only when its secret matched (outcomes valid, disabled, revoked, expired,
-    /// insufficient_scope). Usage figures in it are as of the store view the check used.
+    /// The key, only for a [`valid`](Outcome::Valid) outcome: code that checks "has a key"
+    /// therefore never admits a refused one. Usage figures in it are as of the store view the
+    /// check used.
     pub fn key(&self) -> Option<&KeyInfo> {
         self.key.as_deref()
+    }
+    /// The id of the key whose secret matched, for logs: set for `valid` and for the outcomes
+    /// refused after the secret matched (`disabled`, `revoked`, `expired`,
+    /// `insufficient_scope`); `None` for `missing`, `malformed` and `not_found`.
+    pub fn key_id(&self) -> Option<KeyId> {
+        self.key_id
     }
     /// See [`Outcome::http_status`].
     pub fn http_status(&self) -> u16 {
@@ -140,7 +152,7 @@ impl fmt::Debug for Verification {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verification")
             .field("outcome", &self.outcome)
-            .field("key_id", &self.key.as_ref().map(|k| k.id()))
+            .field("key_id", &self.key_id)
             .finish()
     }
 }

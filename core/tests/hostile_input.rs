@@ -428,7 +428,7 @@ fn newer_record_hash_and_audit_versions_are_refused_and_change_nothing() {
     let new_alg = s.create(NewKey::new("newer-hash")).unwrap();
     let plain = s.create(NewKey::new("plain")).unwrap();
     drop(s);
-    patch_record(&path, id_u64(newer.key()), 0, 2); // record version 2
+    patch_record(&path, id_u64(newer.key()), 0, 3); // record version 3 (2 is this build's MAC'd one)
     patch_record(&path, id_u64(new_alg.key()), 1, 2); // hash algorithm 2
     {
         // The newest audit entry: version 2.
@@ -451,10 +451,10 @@ fn newer_record_hash_and_audit_versions_are_refused_and_change_nothing() {
     match s.verify(newer.key(), &[]) {
         Err(Error::UnsupportedVersion {
             what: "record",
-            found: 2,
-            supported: 1,
+            found: 3,
+            supported: 2,
         }) => {}
-        other => panic!("record v2: {other:?}"),
+        other => panic!("record v3: {other:?}"),
     }
     match s.verify(new_alg.key(), &[]) {
         Err(Error::UnsupportedVersion {

@@ -18,6 +18,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime};
 
 use keystead as ks;
+use keystead::Zeroizing;
 
 // The uniffi namespace, and so the generated file names (`keystead.swift`, `keysteadFFI.h`,
 // `keysteadFFI.modulemap`). The exported C symbols are named after the crate instead:
@@ -322,7 +323,9 @@ impl fmt::Display for CreatedKey {
 
 impl From<ks::CreatedKey> for CreatedKey {
     fn from(created: ks::CreatedKey) -> Self {
-        // `key` is a `Zeroizing<String>`: the core's copy is wiped when it drops here.
+        // `key` is a `Zeroizing<String>`: the core's copy is wiped when it drops here. The
+        // `String` made here is moved into uniffi's lowering, which copies it into the buffer
+        // handed to Swift/Kotlin and frees it unwiped: a copy this layer cannot reach.
         let (key, info) = created.into_parts();
         CreatedKey {
             key: key.as_str().to_owned(),
@@ -340,9 +343,13 @@ pub struct Verification {
     /// The stable outcome code: `valid`, `missing`, `malformed`, `not_found`, `disabled`,
     /// `revoked`, `expired` or `insufficient_scope`.
     pub code: String,
-    /// The key, only when its secret matched (valid, disabled, revoked, expired,
-    /// insufficient_scope).
+    /// The key, only for a valid key (`ok`): a refused key is never described here, so
+    /// checking "has a key" cannot admit it.
     pub key: Option<KeyInfo>,
+    /// The id of the key whose secret matched, for logs: set for `valid` and for the outcomes
+    /// refused after the secret matched (`disabled`, `revoked`, `expired`,
+    /// `insufficient_scope`); none for `missing`, `malformed`, `not_found`.
+    pub key_id: Option<String>,
     /// 200, 400, 401 or 403.
     pub http_status: u16,
     /// The RFC 6750 `WWW-Authenticate` value, or none for a valid key.
@@ -355,6 +362,7 @@ impl From<ks::Verification> for Verification {
             ok: check.is_valid(),
             code: check.code().to_owned(),
             key: check.key().map(KeyInfo::from),
+            key_id: check.key_id().map(|id| id.to_string()),
             http_status: check.http_status(),
             www_authenticate: check.www_authenticate(),
         }
@@ -608,6 +616,8 @@ impl KeyStore {
     /// scope in `required_scopes`. A bad credential is a `Verification`, not an error.
     #[uniffi::method(default(required_scopes))]
     pub fn verify(&self, presented: String, required_scopes: Vec<String>) -> Result<Verification> {
+        // This copy of the presented key (lifted from the caller's buffer) is wiped on drop.
+        let presented = Zeroizing::new(presented);
         let scopes: Vec<&str> = required_scopes.iter().map(String::as_str).collect();
         self.with(|store| store.verify(&presented, &scopes).map(Verification::from))
     }
@@ -619,10 +629,12 @@ impl KeyStore {
         authorization: String,
         required_scopes: Vec<String>,
     ) -> Result<Verification> {
+        // This copy of the header (and so of the key) is wiped on drop.
+        let authorization = Zeroizing::new(authorization);
         let scopes: Vec<&str> = required_scopes.iter().map(String::as_str).collect();
         self.with(|store| {
             store
-                .verify_header(&authorization, &scopes)
+                .verify_header(authorization.as_str(), &scopes)
                 .map(Verification::from)
         })
     }

@@ -26,6 +26,7 @@ fn create_verify_revoke_verify() {
         ok.key.as_ref().map(|k| k.id.as_str()),
         Some(created.info.id.as_str())
     );
+    assert_eq!(ok.key_id.as_deref(), Some(created.info.id.as_str()));
 
     let revoked = store.revoke(created.info.id.clone()).unwrap();
     assert_eq!(revoked.status, "revoked");
@@ -38,7 +39,9 @@ fn create_verify_revoke_verify() {
         no.www_authenticate.as_deref(),
         Some("Bearer error=\"invalid_token\"")
     );
-    assert_eq!(no.key.map(|k| k.status), Some("revoked".to_owned()));
+    // A refused key is named by its id only.
+    assert!(no.key.is_none());
+    assert_eq!(no.key_id, Some(created.info.id.clone()));
     store.close().unwrap();
 }
 

@@ -247,7 +247,8 @@ fn check_verification(v: &Verification, expected: Outcome, m: &ModelKey, what: &
         eprintln!("  {what} -> {:?}", v.outcome());
     }
     assert_eq!(v.outcome(), expected, "{what}: outcome for {m:?}");
-    let with_key = matches!(
+    // Full key info only for a valid key; the id whenever the secret matched.
+    let matched = matches!(
         expected,
         Outcome::Valid
             | Outcome::Disabled
@@ -256,10 +257,15 @@ fn check_verification(v: &Verification, expected: Outcome, m: &ModelKey, what: &
             | Outcome::InsufficientScope
     );
     match v.key() {
-        Some(info) if with_key => check_info(info, m, false, what),
-        None if !with_key => {}
+        Some(info) if expected == Outcome::Valid => check_info(info, m, false, what),
+        None if expected != Outcome::Valid => {}
         other => panic!("{what}: outcome {expected:?} with key info {other:?}"),
     }
+    assert_eq!(
+        v.key_id(),
+        matched.then_some(m.id),
+        "{what}: outcome {expected:?}: key id"
+    );
 }
 
 fn created_key(created: &keystead::CreatedKey, m: &ModelKey) {

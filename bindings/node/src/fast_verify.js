@@ -20,9 +20,9 @@
 // 2.5-3 µs. Here the native side returns one string and a few numbers, and the key is a
 // `KeyInfo` that decodes its fields on first access: reading only `ok` / `code` pays for none.
 //
-// The payload is `id + name + JSON [scopes, metadata, replaces, replacedBy]` (the lengths of
-// id and name in UTF-16 code units in `out`), preceded by the `WWW-Authenticate` value when
-// that is not one of the constant ones.
+// The payload is `id + name + JSON [scopes, metadata, replaces, replacedBy]` for a valid key,
+// or just the id for a refused one (the lengths of id and name in UTF-16 code units in `out`),
+// preceded by the `WWW-Authenticate` value when that is not one of the constant ones.
 ;(function installFastVerify(proto, bindStore, nativeVerifyKey, nativeVerifyHeader, out) {
   'use strict'
 
@@ -45,7 +45,7 @@
   const HTTP_STATUS = 1
   const WWW_KIND = 2 // index into WWW, or -1: the payload starts with the value
   const WWW_LEN = 3 // the value's length, when WWW_KIND is -1
-  const HAS_KEY = 4 // 1: the payload holds a key
+  const HAS_KEY = 4 // 1: the payload holds a (valid) key; 2: only a refused key's id
   const STATUS = 5 // index into STATUSES
   const CREATED = 6 // milliseconds since the epoch; NaN: none
   const UPDATED = 7
@@ -183,10 +183,13 @@
       wwwAuthenticate = payload.slice(0, start)
     }
     const code = out[CODE]
+    const hasKey = out[HAS_KEY]
     return {
       ok: code === 0,
       code: CODES[code],
-      key: out[HAS_KEY] === 1 ? new KeyInfo(payload, start) : null,
+      // Only a valid key is described; a refused one is named by its id only.
+      key: hasKey === 1 ? new KeyInfo(payload, start) : null,
+      keyId: hasKey === 0 ? null : payload.slice(start, start + out[ID_LEN]),
       httpStatus: out[HTTP_STATUS],
       wwwAuthenticate,
     }

@@ -18,8 +18,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use keystead::{KeyId, KeyStatus, ListFilter, NewKey, Options, Outcome};
-use napi::bindgen_prelude::{AsyncTask, Buffer, Either, FromNapiValue, Object, TypeTag};
+use keystead::{KeyId, KeyStatus, ListFilter, NewKey, Options, Outcome, Zeroizing};
+use napi::bindgen_prelude::{
+    AsyncTask, Buffer, Either, FromNapiValue, Object, ToNapiValue, TypeName, TypeTag, ValueType,
+};
 use napi::{sys, Env, JsError, JsValue, Task};
 use napi_derive::napi;
 
@@ -281,7 +283,8 @@ fn info(info: &keystead::KeyInfo) -> Result<KeyInfo> {
 /// enumerable, and `util.inspect` / `console.log` / `JSON.stringify` show `[redacted]`.
 #[napi(object, object_from_js = false)]
 pub struct CreatedKey {
-    pub key: String,
+    #[napi(ts_type = "string")]
+    pub key: SecretText,
     pub info: KeyInfo,
 }
 
@@ -289,10 +292,32 @@ impl TryFrom<keystead::CreatedKey> for CreatedKey {
     type Error = napi::Error<&'static str>;
 
     fn try_from(created: keystead::CreatedKey) -> Result<Self> {
+        let (key, key_info) = created.into_parts();
         Ok(CreatedKey {
-            key: created.key().to_owned(),
-            info: info(created.info())?,
+            key: SecretText(key),
+            info: info(&key_info)?,
         })
+    }
+}
+
+/// The plaintext of a new key on its way to JavaScript: the core's `Zeroizing` copy itself,
+/// turned into a JavaScript string without another Rust copy, and wiped when it drops. (The
+/// JavaScript string is the runtime's own copy, which no binding can wipe.)
+pub struct SecretText(Zeroizing<String>);
+
+impl TypeName for SecretText {
+    fn type_name() -> &'static str {
+        "String"
+    }
+    fn value_type() -> ValueType {
+        ValueType::String
+    }
+}
+
+impl ToNapiValue for SecretText {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+        // SAFETY: forwarded as is: `env` is the env napi-rs converts in.
+        unsafe { <&str as ToNapiValue>::to_napi_value(env, val.0.as_str()) }
     }
 }
 
@@ -306,10 +331,14 @@ pub struct Verification {
         ts_type = "'valid' | 'missing' | 'malformed' | 'not_found' | 'disabled' | 'revoked' | 'expired' | 'insufficient_scope'"
     )]
     pub code: String,
-    /// The key, when its secret matched: its fields are read-only and decoded on first
-    /// access; `toJSON()` returns them as a plain object.
+    /// The key, only for a valid key (a refused key is named by `keyId` only): its fields are
+    /// read-only and decoded on first access; `toJSON()` returns them as a plain object.
     #[napi(ts_type = "(Readonly<KeyInfo> & { toJSON(): KeyInfo })")]
     pub key: Option<KeyInfo>,
+    /// The id of the key whose secret matched, for logs: set for `valid` and for the outcomes
+    /// refused after the secret matched (`disabled`, `revoked`, `expired`,
+    /// `insufficient_scope`); null for `missing`, `malformed`, `not_found`.
+    pub key_id: Option<String>,
     /// 200, 400, 401 or 403.
     pub http_status: u32,
     /// The `WWW-Authenticate` value to answer with, or null for a valid key.
@@ -324,6 +353,7 @@ impl TryFrom<keystead::Verification> for Verification {
             ok: check.is_valid(),
             code: check.code().to_owned(),
             key: check.key().map(info).transpose()?,
+            key_id: check.key_id().map(|id| id.to_string()),
             http_status: u32::from(check.http_status()),
             www_authenticate: check.www_authenticate(),
         })
@@ -611,7 +641,8 @@ impl KeyStore {
         key: Option<String>,
         options: Option<VerifyOptions>,
     ) -> Result<Verification> {
-        let key = key.unwrap_or_default();
+        // This copy of the presented key is wiped on drop.
+        let key = Zeroizing::new(key.unwrap_or_default());
         let scopes = scopes_of(options);
         let check = core(self.store()?.verify(&key, &as_strs(&scopes)))?;
         Verification::try_from(check)
@@ -624,9 +655,13 @@ impl KeyStore {
         value: Option<String>,
         options: Option<VerifyOptions>,
     ) -> Result<Verification> {
-        let value = value.unwrap_or_default();
+        // This copy of the header (and so of the key) is wiped on drop.
+        let value = Zeroizing::new(value.unwrap_or_default());
         let scopes = scopes_of(options);
-        let check = core(self.store()?.verify_header(&value, &as_strs(&scopes)))?;
+        let check = core(
+            self.store()?
+                .verify_header(value.as_str(), &as_strs(&scopes)),
+        )?;
         Verification::try_from(check)
     }
 
@@ -722,7 +757,8 @@ mod slot {
     pub const WWW_KIND: usize = 2;
     /// The value's length in UTF-16 code units, when `WWW_KIND` is -1.
     pub const WWW_LEN: usize = 3;
-    /// 1: the payload holds a key (after the `WWW-Authenticate` value, if any).
+    /// 1: the payload holds a (valid) key after the `WWW-Authenticate` value, if any; 2: it
+    /// holds only the id of a refused key (`ID_LEN` long); 0: neither.
     pub const HAS_KEY: usize = 4;
     /// Index into [`super::STATUSES`].
     pub const STATUS: usize = 5;
@@ -1142,8 +1178,18 @@ unsafe fn fast_verify(
     let store = unsafe { &*wrapped.cast::<KeyStore>() };
 
     let mut text_buf = [MaybeUninit::uninit(); STACK_TEXT];
-    let mut text_heap = String::new();
+    let stack = text_buf.as_ptr_range();
+    // A longer text's copy is wiped when this drops; the stack copy below, after the check.
+    let mut text_heap = Zeroizing::new(String::new());
     let text = unsafe { read_text(env, value, &mut text_buf, &mut text_heap) }?;
+    // How much of `text_buf` napi may have written: the text and its NUL, or (for a text
+    // that did not fit and was read again onto the heap) all of it.
+    let on_stack = stack.contains(&text.as_ptr().cast());
+    let written = if on_stack {
+        (text.len() + 1).min(STACK_TEXT)
+    } else {
+        STACK_TEXT
+    };
 
     // `scope`: the only required scope, when the script found `options.scopes` to be an
     // array of one string; otherwise the scopes come from `options`.
@@ -1182,11 +1228,21 @@ unsafe fn fast_verify(
             core.verify(text, scopes)
         }
     };
+    wipe(&mut text_buf[..written]);
     let checked = checked.map_err(|e| throw(env, to_js_error(e)))?;
     // SAFETY: `data` is the result buffer, slot::COUNT f64s (see `install_fast_verify`);
     // only this thread uses it, and no JavaScript runs while this reference is held.
     let out = unsafe { &mut *data.cast::<[f64; slot::COUNT]>() };
     write_result(env, &checked, out)
+}
+
+/// Overwrites a copy of a presented key with zeros, in writes the compiler may not drop.
+fn wipe(buf: &mut [MaybeUninit<u8>]) {
+    for byte in buf.iter_mut() {
+        // SAFETY: a valid, aligned, exclusively borrowed byte.
+        unsafe { ptr::write_volatile(byte, MaybeUninit::new(0)) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
 }
 
 fn utf16_len(text: &str) -> usize {
@@ -1325,6 +1381,14 @@ fn fill_payload(
         }
     }
     let Some(info) = checked.key() else {
+        if let Some(id) = checked.key_id() {
+            // A refused key: its id only.
+            out[slot::HAS_KEY] = 2.0;
+            let start = payload.len();
+            let _ = write!(payload, "{id}");
+            out[slot::ID_LEN] = utf16_len(&payload[start..]) as f64;
+            return js_string(env, payload);
+        }
         out[slot::HAS_KEY] = 0.0;
         if payload.is_empty() {
             let mut undefined = ptr::null_mut();
@@ -1338,14 +1402,9 @@ fn fill_payload(
         }
         return js_string(env, payload);
     };
-    // A valid verification means the key was active at the check: what `status()` would say,
-    // without reading the clock again.
-    let status = if checked.is_valid() {
-        status_index(KeyStatus::Active)
-    } else {
-        status_index(info.status())
-    }
-    .map_err(|e| throw(env, e))?;
+    // Only a valid verification has a key, and a valid key was active at the check: what
+    // `status()` would say, without reading the clock again.
+    let status = status_index(KeyStatus::Active).map_err(|e| throw(env, e))?;
     out[slot::HAS_KEY] = 1.0;
     out[slot::STATUS] = status as f64;
     out[slot::CREATED] = millis_f64(info.created_at());

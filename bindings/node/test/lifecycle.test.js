@@ -64,6 +64,7 @@ test('full lifecycle: create, verify, disable/enable, rotate with grace, revoke,
   assert.equal(ok.httpStatus, 200)
   assert.equal(ok.wwwAuthenticate, null)
   assert.equal(ok.key.id, info.id)
+  assert.equal(ok.keyId, info.id)
   const header = store.verifyHeader(`Bearer ${key}`, { scopes: [SCOPE] })
   valid++
   assert.equal(header.code, 'valid')
@@ -74,7 +75,9 @@ test('full lifecycle: create, verify, disable/enable, rotate with grace, revoke,
   assert.equal(disabled.code, 'disabled')
   assert.equal(disabled.httpStatus, 401)
   assert.equal(disabled.wwwAuthenticate, 'Bearer error="invalid_token"')
-  assert.equal(disabled.key.id, info.id)
+  // A refused key is named by its id only.
+  assert.equal(disabled.key, null)
+  assert.equal(disabled.keyId, info.id)
   assert.equal(store.enable(info.id).status, 'active')
   assert.equal(store.verify(key).code, 'valid')
   valid++
@@ -155,7 +158,9 @@ test('scopes: a key without the required scope gets insufficient_scope / 403', (
   assert.equal(check.code, 'insufficient_scope')
   assert.equal(check.httpStatus, 403)
   assert.equal(check.wwwAuthenticate, 'Bearer error="insufficient_scope", scope="chat:completions"')
-  assert.equal(check.key.id, info.id)
+  // A refused key is named by its id only.
+  assert.equal(check.key, null)
+  assert.equal(check.keyId, info.id)
   assert.deepEqual(store.setScopes(info.id, [SCOPE, 'embeddings']).scopes, [SCOPE, 'embeddings'])
   assert.equal(store.verify(key, { scopes: [SCOPE] }).code, 'valid')
   assert.equal(store.verify(key, { scopes: [] }).code, 'valid')

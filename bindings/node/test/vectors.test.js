@@ -18,6 +18,7 @@ test('keys.json: verify outcome on an empty store with prefix ks', (t) => {
     assert.equal(check.code, c.verify, `case "${c.name}"`)
     assert.equal(check.ok, false, `case "${c.name}"`)
     assert.equal(check.key, null, `case "${c.name}"`)
+    assert.equal(check.keyId, null, `case "${c.name}"`)
     assert.ok([400, 401].includes(check.httpStatus), `case "${c.name}"`)
     assert.match(check.wwwAuthenticate, /^Bearer/, `case "${c.name}"`)
   }

@@ -98,7 +98,7 @@ test('verification.key: typed getters; JSON and inspect show the fields, never t
   assert.equal(k.name, 'dev-server-integration')
 })
 
-test('verification.key holds what get() holds, in each outcome with a key', (t) => {
+test('verification.key holds what get() holds when valid; refused keys carry only keyId', (t) => {
   const store = open(t, { flushIntervalMs: 0 })
   const name = 'naïve “quoted” \\ name 😀'
   // (Control characters are refused in metadata values since issue 12; quotes and backslashes
@@ -121,6 +121,12 @@ test('verification.key holds what get() holds, in each outcome with a key', (t) 
   for (const [key, options, code, id] of cases) {
     const check = store.verify(key, options)
     assert.equal(check.code, code)
+    assert.equal(check.keyId, id, code)
+    if (code !== 'valid') {
+      // Issue 12 item 9: "has a key" must never admit a refused key.
+      assert.equal(check.key, null, code)
+      continue
+    }
     const expected = store.get(id)
     // Usage figures are as of the view the check used; compare the rest.
     const { useCount, lastUsedAt, ...rest } = plain(check.key)
@@ -137,13 +143,14 @@ test('verification.key holds what get() holds, in each outcome with a key', (t) 
 
 test('verify results without a key, and WWW-Authenticate values built from the scopes', (t) => {
   const store = open(t)
-  const { key } = store.create({ name: 'few scopes', scopes: ['a', 'b'] })
+  const { key, info } = store.create({ name: 'few scopes', scopes: ['a', 'b'] })
   const check = store.verify(key, { scopes: ['a', 'b', 'c', 'd/e'] })
   assert.equal(check.code, 'insufficient_scope')
   assert.equal(check.httpStatus, 403)
   assert.equal(check.wwwAuthenticate, 'Bearer error="insufficient_scope", scope="a b c d/e"')
-  assert.equal(check.key.name, 'few scopes')
-  assert.deepEqual(check.key.scopes, ['a', 'b'])
+  // The id follows the WWW-Authenticate value in the payload; no key for a refused check.
+  assert.equal(check.key, null)
+  assert.equal(check.keyId, info.id)
   // Nine scopes and more take the general path.
   const many = Array.from({ length: 12 }, (_, i) => `s${i}`)
   const wide = store.create({ name: 'many scopes', scopes: many })
@@ -158,6 +165,7 @@ test('verify results without a key, and WWW-Authenticate values built from the s
     ok: false,
     code: 'malformed',
     key: null,
+    keyId: null,
     httpStatus: 400,
     wwwAuthenticate: 'Bearer error="invalid_request"',
   })
@@ -165,6 +173,7 @@ test('verify results without a key, and WWW-Authenticate values built from the s
     'ok',
     'code',
     'key',
+    'keyId',
     'httpStatus',
     'wwwAuthenticate',
   ])

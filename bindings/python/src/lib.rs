@@ -508,14 +508,22 @@ impl PyVerification {
     fn code<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
         constant_str(py, self.0.code())
     }
-    /// The key, when its secret matched (valid, disabled, revoked, expired, insufficient_scope).
-    /// A view of this verification's key: nothing is copied.
+    /// The key, only for a valid key (`ok`); `None` for every refused outcome, so checking
+    /// "has a key" never admits a revoked one. A view of this verification's key: nothing is
+    /// copied.
     #[getter]
     fn key(slf: &Bound<'_, Self>) -> Option<PyKeyInfo> {
         slf.get()
             .0
             .key()
             .map(|_| PyKeyInfo(InfoSource::Verified(slf.clone().unbind())))
+    }
+    /// The id of the key whose secret matched, for logs: set for `valid` and for the outcomes
+    /// refused after the secret matched (`disabled`, `revoked`, `expired`,
+    /// `insufficient_scope`); `None` for `missing`, `malformed`, `not_found`.
+    #[getter]
+    fn key_id(&self) -> Option<String> {
+        self.0.key_id().map(|id| id.to_string())
     }
     #[getter]
     fn http_status(&self) -> u16 {
@@ -527,7 +535,7 @@ impl PyVerification {
         self.0.www_authenticate()
     }
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let key_id = self.0.key().map(|k| k.id().to_string());
+        let key_id = self.key_id();
         repr_of(
             "Verification",
             [

@@ -79,7 +79,7 @@ def test_full_lifecycle(store: KeyStore) -> None:
     assert denied.www_authenticate == (
         'Bearer error="insufficient_scope", scope="chat:completions admin"'
     )
-    assert denied.key is not None and denied.key.id == key_id
+    assert denied.key is None and denied.key_id == key_id
 
     # disable / enable
     assert store.disable(key_id).status == "disabled"

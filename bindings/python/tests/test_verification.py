@@ -81,19 +81,28 @@ def test_verification_key_fields_equal_get(store: KeyStore) -> None:
     assert_same_fields(old_check.key, old)
 
 
-def test_key_of_a_rejected_verification(store: KeyStore) -> None:
+def test_a_refused_verification_names_the_key_by_id_only(store: KeyStore) -> None:
+    """Issue 12 item 9: `key` only when valid, so "has a key" never admits a refused key."""
     created = store.create("svc", scopes=["embeddings"])
+    key_id = created.info.id
+    valid = store.verify(created.key)
+    assert valid.ok and valid.key is not None and valid.key_id == key_id
     denied = store.verify(created.key, [SCOPE])
-    assert denied.code == "insufficient_scope" and denied.key is not None
-    stored = store.get(created.info.id)
-    assert stored is not None
-    assert_same_fields(denied.key, stored)
-    store.disable(created.info.id)
+    assert denied.code == "insufficient_scope"
+    assert denied.key is None and denied.key_id == key_id
+    store.disable(key_id)
     disabled = store.verify(created.key)
-    assert disabled.code == "disabled" and disabled.key is not None
-    assert disabled.key.status == "disabled"
+    assert disabled.code == "disabled"
+    assert disabled.key is None and disabled.key_id == key_id
+    assert repr(disabled) == f"Verification(code='disabled', key_id='{key_id}')"
+    store.enable(key_id)
+    store.revoke(key_id)
+    revoked = store.verify(created.key)
+    assert revoked.code == "revoked"
+    assert revoked.key is None and revoked.key_id == key_id
     typo = created.key[:-1] + ("1" if created.key[-1] == "0" else "0")
-    assert store.verify(typo).key is None
+    assert store.verify(typo).key is None and store.verify(typo).key_id is None
+    assert store.verify("ks_nope").key_id is None
 
 
 def test_key_outlives_its_verification(store: KeyStore) -> None:

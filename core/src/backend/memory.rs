@@ -98,6 +98,14 @@ macro_rules! impl_read {
                 let $state = self;
                 Ok(read_state($get).keys.get(&id).cloned())
             }
+            fn key_head(&self, id: u64, head: &mut [u8]) -> Result<Option<usize>> {
+                let $state = self;
+                Ok(read_state($get).keys.get(&id).map(|record| {
+                    let n = record.len().min(head.len());
+                    head[..n].copy_from_slice(&record[..n]);
+                    record.len()
+                }))
+            }
             fn scan_keys(
                 &self,
                 after: Option<u64>,

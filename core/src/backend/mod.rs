@@ -34,6 +34,9 @@ pub(crate) trait Backend: Send + Sync {
 pub(crate) trait Read {
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>>;
     fn key(&self, id: u64) -> Result<Option<Vec<u8>>>;
+    /// Copies the first `head.len()` bytes of a key's record into `head` (fewer if it is
+    /// shorter) without copying the rest; returns the record's full length, or `None`.
+    fn key_head(&self, id: u64, head: &mut [u8]) -> Result<Option<usize>>;
     /// Calls `visit` for each key with id > `after`, in id order, until it returns `false`.
     fn scan_keys(
         &self,

@@ -407,6 +407,11 @@ impl Read for RedbSnapshot {
         Ok(value.map(|v| v.value().to_vec()))
     }
 
+    fn key_head(&self, id: u64, head: &mut [u8]) -> Result<Option<usize>> {
+        let value = self.keys.get(id).map_err(map_err)?;
+        Ok(value.map(|v| copy_head(v.value(), head)))
+    }
+
     fn scan_keys(
         &self,
         after: Option<u64>,
@@ -451,6 +456,13 @@ fn scan_keys(
         }
     }
     Ok(())
+}
+
+/// Copies the start of `value` into `head`; returns `value`'s length.
+fn copy_head(value: &[u8], head: &mut [u8]) -> usize {
+    let n = value.len().min(head.len());
+    head[..n].copy_from_slice(&value[..n]);
+    value.len()
 }
 
 fn usage_total(
@@ -519,6 +531,12 @@ impl Read for RedbWrite {
         let table = self.txn.open_table(KEYS).map_err(map_err)?;
         let value = table.get(id).map_err(map_err)?;
         Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn key_head(&self, id: u64, head: &mut [u8]) -> Result<Option<usize>> {
+        let table = self.txn.open_table(KEYS).map_err(map_err)?;
+        let value = table.get(id).map_err(map_err)?;
+        Ok(value.map(|v| copy_head(v.value(), head)))
     }
 
     fn scan_keys(

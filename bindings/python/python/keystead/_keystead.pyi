@@ -95,8 +95,12 @@ class Verification:
     def code(self) -> _Code: ...
     @property
     def key(self) -> KeyInfo | None:
-        """The key, when its secret matched (valid, disabled, revoked, expired,
-        insufficient_scope)."""
+        """The key, only for a valid key (``ok``); ``None`` for every refused outcome."""
+    @property
+    def key_id(self) -> str | None:
+        """The id of the key whose secret matched, for logs: set for ``valid`` and for the
+        outcomes refused after the secret matched (``disabled``, ``revoked``, ``expired``,
+        ``insufficient_scope``); ``None`` for ``missing``, ``malformed``, ``not_found``."""
     @property
     def http_status(self) -> int:
         """200, 400, 401 or 403."""

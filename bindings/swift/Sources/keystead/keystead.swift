@@ -1975,10 +1975,16 @@ public struct Verification: Equatable, Hashable {
      */
     public var code: String
     /**
-     * The key, only when its secret matched (valid, disabled, revoked, expired,
-     * insufficient_scope).
+     * The key, only for a valid key (`ok`): a refused key is never described here, so
+     * checking "has a key" cannot admit it.
      */
     public var key: KeyInfo?
+    /**
+     * The id of the key whose secret matched, for logs: set for `valid` and for the outcomes
+     * refused after the secret matched (`disabled`, `revoked`, `expired`,
+     * `insufficient_scope`); none for `missing`, `malformed`, `not_found`.
+     */
+    public var keyId: String?
     /**
      * 200, 400, 401 or 403.
      */
@@ -1999,9 +2005,14 @@ public struct Verification: Equatable, Hashable {
          * `revoked`, `expired` or `insufficient_scope`.
          */code: String, 
         /**
-         * The key, only when its secret matched (valid, disabled, revoked, expired,
-         * insufficient_scope).
+         * The key, only for a valid key (`ok`): a refused key is never described here, so
+         * checking "has a key" cannot admit it.
          */key: KeyInfo?, 
+        /**
+         * The id of the key whose secret matched, for logs: set for `valid` and for the outcomes
+         * refused after the secret matched (`disabled`, `revoked`, `expired`,
+         * `insufficient_scope`); none for `missing`, `malformed`, `not_found`.
+         */keyId: String?, 
         /**
          * 200, 400, 401 or 403.
          */httpStatus: UInt16, 
@@ -2011,6 +2022,7 @@ public struct Verification: Equatable, Hashable {
         self.ok = ok
         self.code = code
         self.key = key
+        self.keyId = keyId
         self.httpStatus = httpStatus
         self.wwwAuthenticate = wwwAuthenticate
     }
@@ -2034,6 +2046,7 @@ public struct FfiConverterTypeVerification: FfiConverterRustBuffer {
                 ok: FfiConverterBool.read(from: &buf), 
                 code: FfiConverterString.read(from: &buf), 
                 key: FfiConverterOptionTypeKeyInfo.read(from: &buf), 
+                keyId: FfiConverterOptionString.read(from: &buf), 
                 httpStatus: FfiConverterUInt16.read(from: &buf), 
                 wwwAuthenticate: FfiConverterOptionString.read(from: &buf)
         )
@@ -2043,6 +2056,7 @@ public struct FfiConverterTypeVerification: FfiConverterRustBuffer {
         FfiConverterBool.write(value.ok, into: &buf)
         FfiConverterString.write(value.code, into: &buf)
         FfiConverterOptionTypeKeyInfo.write(value.key, into: &buf)
+        FfiConverterOptionString.write(value.keyId, into: &buf)
         FfiConverterUInt16.write(value.httpStatus, into: &buf)
         FfiConverterOptionString.write(value.wwwAuthenticate, into: &buf)
     }

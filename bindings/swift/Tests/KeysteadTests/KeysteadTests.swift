@@ -74,6 +74,7 @@ final class KeysteadTests: XCTestCase {
         XCTAssertEqual(ok.httpStatus, 200)
         XCTAssertNil(ok.wwwAuthenticate)
         XCTAssertEqual(ok.key?.id, created.info.id)
+        XCTAssertEqual(ok.keyId, created.info.id)
 
         let revoked = try store.revoke(id: created.info.id)
         XCTAssertEqual(revoked.status, "revoked")
@@ -83,6 +84,9 @@ final class KeysteadTests: XCTestCase {
         XCTAssertEqual(no.code, "revoked")
         XCTAssertEqual(no.httpStatus, 401)
         XCTAssertEqual(no.wwwAuthenticate, "Bearer error=\"invalid_token\"")
+        // A refused key is named by its id only.
+        XCTAssertNil(no.key)
+        XCTAssertEqual(no.keyId, created.info.id)
     }
 
     func testOutcomesWithoutAKey() throws {
