@@ -38,7 +38,9 @@ section "1. regenerated bindings match the committed ones"
 library=$("$swift_dir/generate.sh" --out-dir "$work/generated" | tail -n 1)
 staticlib=${library%.so}.a
 test -f "$library" && test -f "$staticlib"
-diff -r "$work/generated/swift/Sources" "$swift_dir/Sources"
+# KeysteadDates.swift is hand-written (Date forms of the millisecond times); the rest is generated.
+diff -r -x KeysteadDates.swift "$work/generated/swift/Sources" "$swift_dir/Sources"
+test -f "$swift_dir/Sources/keystead/KeysteadDates.swift"
 echo "ok: $swift_dir/Sources is up to date (bindings/swift/generate.sh regenerates it)"
 
 section "2. the header compiles"

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use keystead as ks;
 use keystead::Zeroizing;
@@ -114,6 +114,46 @@ impl From<ks::Error> for KeysteadError {
 
 type Result<T, E = KeysteadError> = std::result::Result<T, E>;
 
+// Times cross the boundary as whole milliseconds since the Unix epoch (`Int64` in Swift), and
+// durations as whole milliseconds: uniffi's own `Date` and `TimeInterval` conversions trap in
+// the generated Swift on a NaN, infinite, negative or out-of-range value, which would crash the
+// host process on bad input. An `Int64` cannot trap; every value is checked here and by the
+// core (bindings/swift/Sources/keystead/KeysteadDates.swift converts to and from `Date`).
+
+/// A time given as milliseconds since the epoch (negative: before it). Out-of-range values
+/// saturate, and the core refuses times it cannot store (after 9999-12-31).
+fn time_of_ms(ms: i64) -> SystemTime {
+    let magnitude = Duration::from_millis(ms.unsigned_abs());
+    let time = if ms >= 0 {
+        UNIX_EPOCH.checked_add(magnitude)
+    } else {
+        UNIX_EPOCH.checked_sub(magnitude)
+    };
+    // Only where the platform's clock type cannot hold it: past the year 9999 (refused by the
+    // core as such), or long before the epoch (in the past, as the value was).
+    time.unwrap_or(if ms >= 0 {
+        UNIX_EPOCH + Duration::from_secs(253_402_300_800)
+    } else {
+        UNIX_EPOCH
+    })
+}
+
+/// A stored time as milliseconds since the epoch (saturating; stored times are within
+/// 0001..=9999 anyway).
+fn ms_of_time(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+    }
+}
+
+/// A duration given in milliseconds; negative is `InvalidArgument` naming `what`.
+fn duration_of_ms(what: &str, ms: i64) -> Result<Duration, ks::Error> {
+    u64::try_from(ms).map(Duration::from_millis).map_err(|_| {
+        ks::Error::InvalidArgument(format!("{what} must not be negative, got {ms} ms"))
+    })
+}
+
 fn to_usize(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
@@ -140,14 +180,15 @@ pub struct OpenOptions {
     /// The storage engine's page cache, in bytes (default 32 MiB).
     #[uniffi(default)]
     pub cache_size: Option<u64>,
-    /// How long verify may use one read snapshot before seeing other processes' changes
-    /// (default 1 s; zero takes a snapshot per verify).
+    /// How long verify may use one read snapshot before seeing other processes' changes, in
+    /// milliseconds (default 1000; zero takes a snapshot per verify; negative is
+    /// `InvalidArgument`).
     #[uniffi(default)]
-    pub refresh_interval: Option<Duration>,
-    /// How often counted usage is written in the background (default 1 s; zero: only on
-    /// `flush`, `close` and when the object is freed).
+    pub refresh_interval_ms: Option<i64>,
+    /// How often counted usage is written in the background, in milliseconds (default 1000;
+    /// zero: only on `flush`, `close` and when the object is freed).
     #[uniffi(default)]
-    pub flush_interval: Option<Duration>,
+    pub flush_interval_ms: Option<i64>,
     /// How many key records verify keeps decoded in memory (default 65,536; 0 disables).
     #[uniffi(default)]
     pub record_cache_entries: Option<u64>,
@@ -162,16 +203,19 @@ impl fmt::Debug for OpenOptions {
             .field("prefix", &self.prefix)
             .field("pepper", &self.pepper.as_ref().map(|_| "<redacted>"))
             .field("cache_size", &self.cache_size)
-            .field("refresh_interval", &self.refresh_interval)
-            .field("flush_interval", &self.flush_interval)
+            .field("refresh_interval_ms", &self.refresh_interval_ms)
+            .field("flush_interval_ms", &self.flush_interval_ms)
             .field("record_cache_entries", &self.record_cache_entries)
             .field("actor", &self.actor)
             .finish()
     }
 }
 
-impl From<OpenOptions> for ks::Options {
-    fn from(options: OpenOptions) -> Self {
+impl TryFrom<OpenOptions> for ks::Options {
+    type Error = ks::Error;
+
+    /// Fails with `InvalidArgument` for a negative interval.
+    fn try_from(options: OpenOptions) -> Result<Self, ks::Error> {
         let mut out = ks::Options::new();
         if let Some(prefix) = options.prefix {
             out = out.prefix(prefix);
@@ -182,11 +226,11 @@ impl From<OpenOptions> for ks::Options {
         if let Some(bytes) = options.cache_size {
             out = out.cache_size(to_usize(bytes));
         }
-        if let Some(interval) = options.refresh_interval {
-            out = out.refresh_interval(interval);
+        if let Some(ms) = options.refresh_interval_ms {
+            out = out.refresh_interval(duration_of_ms("refresh_interval_ms", ms)?);
         }
-        if let Some(interval) = options.flush_interval {
-            out = out.flush_interval(interval);
+        if let Some(ms) = options.flush_interval_ms {
+            out = out.flush_interval(duration_of_ms("flush_interval_ms", ms)?);
         }
         if let Some(entries) = options.record_cache_entries {
             out = out.record_cache_entries(to_usize(entries));
@@ -194,7 +238,7 @@ impl From<OpenOptions> for ks::Options {
         if let Some(actor) = options.actor {
             out = out.actor(actor);
         }
-        out
+        Ok(out)
     }
 }
 
@@ -209,9 +253,9 @@ pub struct NewKey {
     /// Free-form string metadata.
     #[uniffi(default)]
     pub metadata: HashMap<String, String>,
-    /// When the key stops verifying; must be in the future.
+    /// When the key stops verifying, in milliseconds since the epoch; must be in the future.
     #[uniffi(default)]
-    pub expires_at: Option<SystemTime>,
+    pub expires_at_ms: Option<i64>,
 }
 
 impl From<NewKey> for ks::NewKey {
@@ -219,8 +263,8 @@ impl From<NewKey> for ks::NewKey {
         let mut out = ks::NewKey::new(new.name)
             .scopes(new.scopes)
             .metadata(new.metadata);
-        if let Some(at) = new.expires_at {
-            out = out.expires_at(at);
+        if let Some(ms) = new.expires_at_ms {
+            out = out.expires_at(time_of_ms(ms));
         }
         out
     }
@@ -239,14 +283,14 @@ pub struct KeyInfo {
     pub metadata: HashMap<String, String>,
     /// `active`, `disabled`, `revoked` or `expired`, as of when this value was made.
     pub status: String,
-    /// When the key was created.
-    pub created_at: SystemTime,
+    /// When the key was created (milliseconds since the epoch, like every time here).
+    pub created_at_ms: i64,
     /// When the key's record last changed.
-    pub updated_at: SystemTime,
+    pub updated_at_ms: i64,
     /// When the key stops verifying, if ever.
-    pub expires_at: Option<SystemTime>,
+    pub expires_at_ms: Option<i64>,
     /// The last successful verification recorded in the store (usage is flushed in batches).
-    pub last_used_at: Option<SystemTime>,
+    pub last_used_at_ms: Option<i64>,
     /// Successful verifications recorded in the store (usage is flushed in batches).
     pub use_count: u64,
     /// The id of the key this one replaced by rotation.
@@ -267,10 +311,10 @@ impl From<&ks::KeyInfo> for KeyInfo {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             status: info.status().as_str().to_owned(),
-            created_at: info.created_at(),
-            updated_at: info.updated_at(),
-            expires_at: info.expires_at(),
-            last_used_at: info.last_used_at(),
+            created_at_ms: ms_of_time(info.created_at()),
+            updated_at_ms: ms_of_time(info.updated_at()),
+            expires_at_ms: info.expires_at().map(ms_of_time),
+            last_used_at_ms: info.last_used_at().map(ms_of_time),
             use_count: info.use_count(),
             replaces: info.replaces().map(|id| id.to_string()),
             replaced_by: info.replaced_by().map(|id| id.to_string()),
@@ -381,9 +425,9 @@ pub struct ListFilter {
     /// Only keys that grant this scope.
     #[uniffi(default)]
     pub scope: Option<String>,
-    /// Only keys that have not expired yet but will within this time.
+    /// Only keys that have not expired yet but will within this many milliseconds.
     #[uniffi(default)]
-    pub expiring_within: Option<Duration>,
+    pub expiring_within_ms: Option<i64>,
     /// Paging: only keys with an id after this one (the last id of the previous page).
     #[uniffi(default)]
     pub after: Option<String>,
@@ -407,8 +451,8 @@ impl TryFrom<ListFilter> for ks::ListFilter {
         if let Some(scope) = filter.scope {
             out = out.scope(scope);
         }
-        if let Some(within) = filter.expiring_within {
-            out = out.expiring_within(within);
+        if let Some(ms) = filter.expiring_within_ms {
+            out = out.expiring_within(duration_of_ms("expiring_within_ms", ms)?);
         }
         if let Some(after) = filter.after {
             out = out.after(after.parse()?);
@@ -423,8 +467,8 @@ impl TryFrom<ListFilter> for ks::ListFilter {
 /// Successful verifications of one key on one UTC day.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct DailyUsage {
-    /// Midnight UTC at the start of the day.
-    pub day: SystemTime,
+    /// Midnight UTC at the start of the day, in milliseconds since the epoch.
+    pub day_ms: i64,
     /// Successful verifications that day.
     pub count: u64,
 }
@@ -432,7 +476,7 @@ pub struct DailyUsage {
 impl From<ks::DailyUsage> for DailyUsage {
     fn from(usage: ks::DailyUsage) -> Self {
         DailyUsage {
-            day: usage.day,
+            day_ms: ms_of_time(usage.day),
             count: usage.count,
         }
     }
@@ -443,8 +487,8 @@ impl From<ks::DailyUsage> for DailyUsage {
 pub struct AuditEntry {
     /// Position in the log, increasing.
     pub seq: u64,
-    /// When the change was committed.
-    pub at: SystemTime,
+    /// When the change was committed, in milliseconds since the epoch.
+    pub at_ms: i64,
     /// Who made it (`OpenOptions.actor`).
     pub actor: Option<String>,
     /// `create`, `rename`, `set_scopes`, `set_metadata`, `set_expiry`, `disable`, `enable`,
@@ -460,7 +504,7 @@ impl From<ks::AuditEntry> for AuditEntry {
     fn from(entry: ks::AuditEntry) -> Self {
         AuditEntry {
             seq: entry.seq,
-            at: entry.at,
+            at_ms: ms_of_time(entry.at),
             actor: entry.actor,
             action: entry.action.as_str().to_owned(),
             key_id: entry.key_id.to_string(),
@@ -525,7 +569,7 @@ impl KeyStore {
     /// Opens the store at `path`, creating the file (mode 0600) if it does not exist.
     #[uniffi::constructor(default(options))]
     pub fn open(path: String, options: OpenOptions) -> Result<Self> {
-        let store = ks::KeyStore::open(path, options.into())?;
+        let store = ks::KeyStore::open(path, ks::Options::try_from(options)?)?;
         Ok(KeyStore {
             inner: RwLock::new(Some(store)),
         })
@@ -578,10 +622,13 @@ impl KeyStore {
         })
     }
 
-    /// Sets (or with none clears) a key's expiry; a new expiry must be in the future.
-    pub fn set_expiry(&self, id: String, expires_at: Option<SystemTime>) -> Result<KeyInfo> {
+    /// Sets (or with none clears) a key's expiry, in milliseconds since the epoch; a new expiry
+    /// must be in the future.
+    pub fn set_expiry(&self, id: String, expires_at_ms: Option<i64>) -> Result<KeyInfo> {
         self.with_id(&id, |store, id| {
-            store.set_expiry(id, expires_at).map(KeyInfo::from)
+            store
+                .set_expiry(id, expires_at_ms.map(time_of_ms))
+                .map(KeyInfo::from)
         })
     }
 
@@ -600,9 +647,11 @@ impl KeyStore {
         self.with_id(&id, |store, id| store.revoke(id).map(KeyInfo::from))
     }
 
-    /// Issues a replacement key; the old one keeps verifying for `grace`.
-    pub fn rotate(&self, id: String, grace: Duration) -> Result<CreatedKey> {
+    /// Issues a replacement key; the old one keeps verifying for `grace_ms` milliseconds
+    /// (negative is `InvalidArgument`).
+    pub fn rotate(&self, id: String, grace_ms: i64) -> Result<CreatedKey> {
         self.with_id(&id, |store, id| {
+            let grace = duration_of_ms("grace_ms", grace_ms)?;
             store.rotate(id, grace).map(CreatedKey::from)
         })
     }
@@ -639,24 +688,25 @@ impl KeyStore {
         })
     }
 
-    /// Daily counts of successful verifications for the UTC days from `from` to `to`
-    /// inclusive (days with no use are left out).
-    pub fn usage(&self, id: String, from: SystemTime, to: SystemTime) -> Result<Vec<DailyUsage>> {
+    /// Daily counts of successful verifications for the UTC days from `from_ms` to `to_ms`
+    /// (milliseconds since the epoch) inclusive; days with no use are left out.
+    pub fn usage(&self, id: String, from_ms: i64, to_ms: i64) -> Result<Vec<DailyUsage>> {
         self.with_id(&id, |store, id| {
             Ok(store
-                .usage(id, from, to)?
+                .usage(id, time_of_ms(from_ms), time_of_ms(to_ms))?
                 .into_iter()
                 .map(DailyUsage::from)
                 .collect())
         })
     }
 
-    /// The audit log, newest first: at most `limit` entries committed at or after `since`.
-    #[uniffi::method(default(since = None, limit = 100))]
-    pub fn audit(&self, since: Option<SystemTime>, limit: u32) -> Result<Vec<AuditEntry>> {
+    /// The audit log, newest first: at most `limit` entries committed at or after `since_ms`
+    /// (milliseconds since the epoch).
+    #[uniffi::method(default(since_ms = None, limit = 100))]
+    pub fn audit(&self, since_ms: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>> {
         self.with(|store| {
             Ok(store
-                .audit(since, to_usize(u64::from(limit)))?
+                .audit(since_ms.map(time_of_ms), to_usize(u64::from(limit)))?
                 .into_iter()
                 .map(AuditEntry::from)
                 .collect())

@@ -37,13 +37,17 @@ fn every_call_after_close_fails_with_closed() {
     assert!(is_closed_error(store.disable(id.clone())));
     assert!(is_closed_error(store.enable(id.clone())));
     assert!(is_closed_error(store.revoke(id.clone())));
-    assert!(is_closed_error(store.rotate(id.clone(), Duration::ZERO)));
+    assert!(is_closed_error(store.rotate(id.clone(), 0)));
     assert!(is_closed_error(store.delete(id.clone())));
     assert!(is_closed_error(store.verify(created.key.clone(), vec![])));
     assert!(is_closed_error(
         store.verify_header(format!("Bearer {}", created.key), vec![])
     ));
-    assert!(is_closed_error(store.usage(id.clone(), now, now)));
+    assert!(is_closed_error(store.usage(
+        id.clone(),
+        common::ms(now),
+        common::ms(now)
+    )));
     assert!(is_closed_error(store.audit(None, 10)));
     assert!(is_closed_error(store.flush()));
     // Closed wins over argument errors.

@@ -82,7 +82,10 @@ fn errors_from_the_store() {
         .unwrap_err();
     assert_eq!(kind(&e), "InvalidArgument", "{e}");
     let e = store
-        .set_expiry(id.clone(), Some(SystemTime::now() - Duration::from_secs(1)))
+        .set_expiry(
+            id.clone(),
+            Some(common::ms(SystemTime::now() - Duration::from_secs(1))),
+        )
         .unwrap_err();
     assert_eq!(kind(&e), "InvalidArgument", "{e}");
     let e = store
@@ -102,7 +105,7 @@ fn errors_from_the_store() {
     store.revoke(id.clone()).unwrap();
     let e = store.enable(id.clone()).unwrap_err();
     assert_eq!(kind(&e), "InvalidState", "{e}");
-    let e = store.rotate(id.clone(), Duration::ZERO).unwrap_err();
+    let e = store.rotate(id.clone(), 0).unwrap_err();
     assert_eq!(kind(&e), "InvalidState", "{e}");
     store.close().unwrap();
 

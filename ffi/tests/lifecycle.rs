@@ -60,18 +60,14 @@ fn every_method_round_trips() {
             name: "analytics".into(),
             scopes: vec!["embeddings".into(), "chat:completions".into()],
             metadata: HashMap::from([("owner".to_owned(), "platform".to_owned())]),
-            expires_at: Some(expires),
+            expires_at_ms: Some(common::ms(expires)),
         })
         .unwrap();
     let id = created.info.id.clone();
     assert_eq!(created.info.scopes, ["chat:completions", "embeddings"]);
     assert_eq!(created.info.metadata["owner"], "platform");
-    // Stored with millisecond precision.
-    let stored = created.info.expires_at.unwrap();
-    let delta = stored
-        .duration_since(expires)
-        .unwrap_or_else(|e| e.duration());
-    assert!(delta < Duration::from_millis(1));
+    // Milliseconds in, the same milliseconds out.
+    assert_eq!(created.info.expires_at_ms, Some(common::ms(expires)));
 
     // get / list
     assert_eq!(store.get(id.clone()).unwrap().unwrap().name, "analytics");
@@ -95,7 +91,7 @@ fn every_method_round_trips() {
     assert_eq!(by_name[0].id, other.info.id);
     let expiring = store
         .list(ListFilter {
-            expiring_within: Some(Duration::from_secs(7200)),
+            expiring_within_ms: Some(7_200_000),
             ..ListFilter::default()
         })
         .unwrap();
@@ -128,7 +124,10 @@ fn every_method_round_trips() {
         .set_scopes(id.clone(), vec!["images".into(), "chat:completions".into()])
         .unwrap();
     assert_eq!(info.scopes, ["chat:completions", "images"]);
-    assert_eq!(store.set_expiry(id.clone(), None).unwrap().expires_at, None);
+    assert_eq!(
+        store.set_expiry(id.clone(), None).unwrap().expires_at_ms,
+        None
+    );
 
     // disable / enable, with verify in between
     assert_eq!(store.disable(id.clone()).unwrap().status, "disabled");
@@ -162,16 +161,20 @@ fn every_method_round_trips() {
     // usage: two valid verifications so far (one bare, one header)
     let now = SystemTime::now();
     let usage = store
-        .usage(id.clone(), now - Duration::from_secs(86_400), now)
+        .usage(
+            id.clone(),
+            common::ms(now - Duration::from_secs(86_400)),
+            common::ms(now),
+        )
         .unwrap();
     assert_eq!(usage.iter().map(|u| u.count).sum::<u64>(), 2);
     store.flush().unwrap();
     let info = store.get(id.clone()).unwrap().unwrap();
     assert_eq!(info.use_count, 2);
-    assert!(info.last_used_at.is_some());
+    assert!(info.last_used_at_ms.is_some());
 
     // rotate: both verify during the grace period, and the records link
-    let rotated = store.rotate(id.clone(), Duration::from_secs(60)).unwrap();
+    let rotated = store.rotate(id.clone(), 60_000).unwrap();
     assert_ne!(rotated.key, created.key);
     assert_eq!(rotated.info.replaces.as_deref(), Some(id.as_str()));
     assert_eq!(

@@ -11,8 +11,8 @@
  * -> revoke -> verify (revoked) -> audit -> close -> verify (Closed) -> close again -> free
  * -> check_integrity. Wire format (uniffi 0.32): big-endian; a top-level String argument is a
  * RustBuffer holding the bare UTF-8 bytes; inside a buffer a String or byte sequence is an i32
- * length plus bytes, Option an i8 tag, Vec/HashMap an i32 count, SystemTime i64 seconds plus
- * u32 nanoseconds, a flat error an i32 variant index (from 1) plus its message as a String.
+ * length plus bytes, Option an i8 tag, Vec/HashMap an i32 count, times and durations i64
+ * milliseconds, a flat error an i32 variant index (from 1) plus its message as a String.
  * Object methods consume a handle, so every call gets a fresh one from the clone function.
  */
 #include <stdarg.h>
@@ -139,7 +139,7 @@ static void skip_string(Reader *r) {
     int32_t n = get_i32(r);
     take(r, (uint64_t)n);
 }
-static void skip_timestamp(Reader *r) { take(r, 8 + 4); }
+static void skip_timestamp(Reader *r) { take(r, 8); } /* i64 milliseconds since the epoch */
 static void skip_optional_timestamp(Reader *r) {
     if (get_u8(r)) skip_timestamp(r);
 }
@@ -259,15 +259,15 @@ int main(int argc, char **argv) {
           "contract version %u, the generated bindings expect %u",
           ffi_keystead_ffi_uniffi_contract_version(), (unsigned)UNIFFI_CONTRACT_VERSION);
 
-    /* open(path, OpenOptions { prefix: "smoke", flush_interval: 0 s, actor: "c-smoke" }) */
+    /* open(path, OpenOptions { prefix: "smoke", flush_interval_ms: 0, actor: "c-smoke" }) */
     Writer options = {0};
     put_u8(&options, 1);
     put_string(&options, "smoke");    /* prefix */
     put_u8(&options, 0);              /* pepper */
     put_u8(&options, 0);              /* cache_size */
-    put_u8(&options, 0);              /* refresh_interval */
-    put_u8(&options, 1);              /* flush_interval: Some(Duration) = u64 secs, u32 nanos */
-    put(&options, "\0\0\0\0\0\0\0\0\0\0\0\0", 12);
+    put_u8(&options, 0);              /* refresh_interval_ms */
+    put_u8(&options, 1);              /* flush_interval_ms: Some(i64) */
+    put(&options, "\0\0\0\0\0\0\0\0", 8);
     put_u8(&options, 0);              /* record_cache_entries */
     put_u8(&options, 1);
     put_string(&options, "c-smoke");  /* actor */
@@ -378,7 +378,7 @@ int main(int argc, char **argv) {
     CHECK(entries == 2, "audit: %d entries", entries);
     char action[32], actor[32], key_id[32];
     get_u64(&r);                        /* seq */
-    skip_timestamp(&r);                 /* at */
+    skip_timestamp(&r);                 /* at_ms */
     CHECK(get_u8(&r) == 1, "audit: no actor");
     get_string(&r, actor, sizeof actor);
     get_string(&r, action, sizeof action);

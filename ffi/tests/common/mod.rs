@@ -1,7 +1,7 @@
 //! Helpers shared by the ffi integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use keystead_ffi::{KeyStore, NewKey, OpenOptions};
 
@@ -21,7 +21,7 @@ pub fn open_temp(options: OpenOptions) -> (tempfile::TempDir, String, KeyStore) 
 /// Options without the background flusher, so tests control when usage is written.
 pub fn quiet() -> OpenOptions {
     OpenOptions {
-        flush_interval: Some(Duration::ZERO),
+        flush_interval_ms: Some(0),
         ..OpenOptions::default()
     }
 }
@@ -31,6 +31,14 @@ pub fn new_key(name: &str) -> NewKey {
         name: name.to_owned(),
         scopes: Vec::new(),
         metadata: Default::default(),
-        expires_at: None,
+        expires_at_ms: None,
+    }
+}
+
+/// A time as the FFI carries it: milliseconds since the epoch.
+pub fn ms(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
     }
 }

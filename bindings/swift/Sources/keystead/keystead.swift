@@ -513,6 +513,22 @@ fileprivate struct FfiConverterUInt64: FfiConverterPrimitive {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterInt64: FfiConverterPrimitive {
+    typealias FfiType = Int64
+    typealias SwiftType = Int64
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Int64 {
+        return try lift(readInt(&buf))
+    }
+
+    public static func write(_ value: Int64, into buf: inout [UInt8]) {
+        writeInt(&buf, lower(value))
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterBool : FfiConverter {
     typealias FfiType = Int8
     typealias SwiftType = Bool
@@ -598,77 +614,6 @@ fileprivate struct FfiConverterData: FfiConverterRustBuffer {
     }
 }
 
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterTimestamp: FfiConverterRustBuffer {
-    typealias SwiftType = Date
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Date {
-        let seconds: Int64 = try readInt(&buf)
-        let nanoseconds: UInt32 = try readInt(&buf)
-        // Build the Date from whole seconds first, then add the nanoseconds as a
-        // separate TimeInterval.  Date stores CFAbsoluteTime (seconds since 2001),
-        // so adding a small fraction to the ~7.8e8 base is twice as precise as
-        // adding it to the ~1.76e9 Unix-epoch value, because the smaller magnitude
-        // leaves more mantissa bits for the sub-second part.
-        if seconds >= 0 {
-            return Date(timeIntervalSince1970: Double(seconds))
-                .addingTimeInterval(Double(nanoseconds) / 1.0e9)
-        } else {
-            return Date(timeIntervalSince1970: Double(seconds))
-                .addingTimeInterval(-Double(nanoseconds) / 1.0e9)
-        }
-    }
-
-    public static func write(_ value: Date, into buf: inout [UInt8]) {
-        var delta = value.timeIntervalSince1970
-        var sign: Int64 = 1
-        if delta < 0 {
-            // The nanoseconds portion of the epoch offset must always be
-            // positive, to simplify the calculation we will use the absolute
-            // value of the offset.
-            sign = -1
-            delta = -delta
-        }
-        if delta.rounded(.down) > Double(Int64.max) {
-            fatalError("Timestamp overflow, exceeds max bounds supported by Uniffi")
-        }
-        let seconds = Int64(delta)
-        let nanoseconds = UInt32((delta - Double(seconds)) * 1.0e9)
-        writeInt(&buf, sign * seconds)
-        writeInt(&buf, nanoseconds)
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterDuration: FfiConverterRustBuffer {
-    typealias SwiftType = TimeInterval
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> TimeInterval {
-        let seconds: UInt64 = try readInt(&buf)
-        let nanoseconds: UInt32 = try readInt(&buf)
-        return Double(seconds) + (Double(nanoseconds) / 1.0e9)
-    }
-
-    public static func write(_ value: TimeInterval, into buf: inout [UInt8]) {
-        if value.rounded(.down) > Double(Int64.max) {
-            fatalError("Duration overflow, exceeds max bounds supported by Uniffi")
-        }
-
-        if value < 0 {
-            fatalError("Invalid duration, must be non-negative")
-        }
-
-        let seconds = UInt64(value)
-        let nanoseconds = UInt32((value - Double(seconds)) * 1.0e9)
-        writeInt(&buf, seconds)
-        writeInt(&buf, nanoseconds)
-    }
-}
-
 
 
 
@@ -682,9 +627,10 @@ fileprivate struct FfiConverterDuration: FfiConverterRustBuffer {
 public protocol KeyStoreProtocol: AnyObject, Sendable {
     
     /**
-     * The audit log, newest first: at most `limit` entries committed at or after `since`.
+     * The audit log, newest first: at most `limit` entries committed at or after `since_ms`
+     * (milliseconds since the epoch).
      */
-    func audit(since: Date?, limit: UInt32) throws  -> [AuditEntry]
+    func audit(sinceMs: Int64?, limit: UInt32) throws  -> [AuditEntry]
     
     /**
      * Flushes usage and closes the store, reporting a failure to flush. Later calls fail with
@@ -748,14 +694,16 @@ public protocol KeyStoreProtocol: AnyObject, Sendable {
     func revoke(id: String) throws  -> KeyInfo
     
     /**
-     * Issues a replacement key; the old one keeps verifying for `grace`.
+     * Issues a replacement key; the old one keeps verifying for `grace_ms` milliseconds
+     * (negative is `InvalidArgument`).
      */
-    func rotate(id: String, grace: TimeInterval) throws  -> CreatedKey
+    func rotate(id: String, graceMs: Int64) throws  -> CreatedKey
     
     /**
-     * Sets (or with none clears) a key's expiry; a new expiry must be in the future.
+     * Sets (or with none clears) a key's expiry, in milliseconds since the epoch; a new expiry
+     * must be in the future.
      */
-    func setExpiry(id: String, expiresAt: Date?) throws  -> KeyInfo
+    func setExpiry(id: String, expiresAtMs: Int64?) throws  -> KeyInfo
     
     /**
      * Replaces a key's metadata.
@@ -768,10 +716,10 @@ public protocol KeyStoreProtocol: AnyObject, Sendable {
     func setScopes(id: String, scopes: [String]) throws  -> KeyInfo
     
     /**
-     * Daily counts of successful verifications for the UTC days from `from` to `to`
-     * inclusive (days with no use are left out).
+     * Daily counts of successful verifications for the UTC days from `from_ms` to `to_ms`
+     * (milliseconds since the epoch) inclusive; days with no use are left out.
      */
-    func usage(id: String, from: Date, to: Date) throws  -> [DailyUsage]
+    func usage(id: String, fromMs: Int64, toMs: Int64) throws  -> [DailyUsage]
     
     /**
      * Verifies a bare key (e.g. from an `x-api-key` header) and checks that it grants every
@@ -859,14 +807,15 @@ public static func `open`(path: String, options: OpenOptions = OpenOptions())thr
 
     
     /**
-     * The audit log, newest first: at most `limit` entries committed at or after `since`.
+     * The audit log, newest first: at most `limit` entries committed at or after `since_ms`
+     * (milliseconds since the epoch).
      */
-open func audit(since: Date? = nil, limit: UInt32 = UInt32(100))throws  -> [AuditEntry]  {
+open func audit(sinceMs: Int64? = nil, limit: UInt32 = UInt32(100))throws  -> [AuditEntry]  {
     return try  FfiConverterSequenceTypeAuditEntry.lift(try rustCallWithError(FfiConverterTypeKeysteadError_lift) {
         uniffiCallStatus in
     uniffi_keystead_ffi_fn_method_keystore_audit(
             self.uniffiCloneHandle(),
-        FfiConverterOptionTimestamp.lower(since),
+        FfiConverterOptionInt64.lower(sinceMs),
         FfiConverterUInt32.lower(limit),uniffiCallStatus
     )
 })
@@ -1024,29 +973,31 @@ open func revoke(id: String)throws  -> KeyInfo  {
 }
     
     /**
-     * Issues a replacement key; the old one keeps verifying for `grace`.
+     * Issues a replacement key; the old one keeps verifying for `grace_ms` milliseconds
+     * (negative is `InvalidArgument`).
      */
-open func rotate(id: String, grace: TimeInterval)throws  -> CreatedKey  {
+open func rotate(id: String, graceMs: Int64)throws  -> CreatedKey  {
     return try  FfiConverterTypeCreatedKey_lift(try rustCallWithError(FfiConverterTypeKeysteadError_lift) {
         uniffiCallStatus in
     uniffi_keystead_ffi_fn_method_keystore_rotate(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(id),
-        FfiConverterDuration.lower(grace),uniffiCallStatus
+        FfiConverterInt64.lower(graceMs),uniffiCallStatus
     )
 })
 }
     
     /**
-     * Sets (or with none clears) a key's expiry; a new expiry must be in the future.
+     * Sets (or with none clears) a key's expiry, in milliseconds since the epoch; a new expiry
+     * must be in the future.
      */
-open func setExpiry(id: String, expiresAt: Date?)throws  -> KeyInfo  {
+open func setExpiry(id: String, expiresAtMs: Int64?)throws  -> KeyInfo  {
     return try  FfiConverterTypeKeyInfo_lift(try rustCallWithError(FfiConverterTypeKeysteadError_lift) {
         uniffiCallStatus in
     uniffi_keystead_ffi_fn_method_keystore_set_expiry(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(id),
-        FfiConverterOptionTimestamp.lower(expiresAt),uniffiCallStatus
+        FfiConverterOptionInt64.lower(expiresAtMs),uniffiCallStatus
     )
 })
 }
@@ -1080,17 +1031,17 @@ open func setScopes(id: String, scopes: [String])throws  -> KeyInfo  {
 }
     
     /**
-     * Daily counts of successful verifications for the UTC days from `from` to `to`
-     * inclusive (days with no use are left out).
+     * Daily counts of successful verifications for the UTC days from `from_ms` to `to_ms`
+     * (milliseconds since the epoch) inclusive; days with no use are left out.
      */
-open func usage(id: String, from: Date, to: Date)throws  -> [DailyUsage]  {
+open func usage(id: String, fromMs: Int64, toMs: Int64)throws  -> [DailyUsage]  {
     return try  FfiConverterSequenceTypeDailyUsage.lift(try rustCallWithError(FfiConverterTypeKeysteadError_lift) {
         uniffiCallStatus in
     uniffi_keystead_ffi_fn_method_keystore_usage(
             self.uniffiCloneHandle(),
         FfiConverterString.lower(id),
-        FfiConverterTimestamp.lower(from),
-        FfiConverterTimestamp.lower(to),uniffiCallStatus
+        FfiConverterInt64.lower(fromMs),
+        FfiConverterInt64.lower(toMs),uniffiCallStatus
     )
 })
 }
@@ -1181,9 +1132,9 @@ public struct AuditEntry: Equatable, Hashable {
      */
     public var seq: UInt64
     /**
-     * When the change was committed.
+     * When the change was committed, in milliseconds since the epoch.
      */
-    public var at: Date
+    public var atMs: Int64
     /**
      * Who made it (`OpenOptions.actor`).
      */
@@ -1209,8 +1160,8 @@ public struct AuditEntry: Equatable, Hashable {
          * Position in the log, increasing.
          */seq: UInt64, 
         /**
-         * When the change was committed.
-         */at: Date, 
+         * When the change was committed, in milliseconds since the epoch.
+         */atMs: Int64, 
         /**
          * Who made it (`OpenOptions.actor`).
          */actor: String?, 
@@ -1225,7 +1176,7 @@ public struct AuditEntry: Equatable, Hashable {
          * A short description, e.g. the new name. Never key material.
          */detail: String) {
         self.seq = seq
-        self.at = at
+        self.atMs = atMs
         self.actor = actor
         self.action = action
         self.keyId = keyId
@@ -1249,7 +1200,7 @@ public struct FfiConverterTypeAuditEntry: FfiConverterRustBuffer {
         return
             try AuditEntry(
                 seq: FfiConverterUInt64.read(from: &buf), 
-                at: FfiConverterTimestamp.read(from: &buf), 
+                atMs: FfiConverterInt64.read(from: &buf), 
                 actor: FfiConverterOptionString.read(from: &buf), 
                 action: FfiConverterString.read(from: &buf), 
                 keyId: FfiConverterString.read(from: &buf), 
@@ -1259,7 +1210,7 @@ public struct FfiConverterTypeAuditEntry: FfiConverterRustBuffer {
 
     public static func write(_ value: AuditEntry, into buf: inout [UInt8]) {
         FfiConverterUInt64.write(value.seq, into: &buf)
-        FfiConverterTimestamp.write(value.at, into: &buf)
+        FfiConverterInt64.write(value.atMs, into: &buf)
         FfiConverterOptionString.write(value.actor, into: &buf)
         FfiConverterString.write(value.action, into: &buf)
         FfiConverterString.write(value.keyId, into: &buf)
@@ -1387,9 +1338,9 @@ public func FfiConverterTypeCreatedKey_lower(_ value: CreatedKey) -> RustBuffer 
  */
 public struct DailyUsage: Equatable, Hashable {
     /**
-     * Midnight UTC at the start of the day.
+     * Midnight UTC at the start of the day, in milliseconds since the epoch.
      */
-    public var day: Date
+    public var dayMs: Int64
     /**
      * Successful verifications that day.
      */
@@ -1399,12 +1350,12 @@ public struct DailyUsage: Equatable, Hashable {
     // declare one manually.
     public init(
         /**
-         * Midnight UTC at the start of the day.
-         */day: Date, 
+         * Midnight UTC at the start of the day, in milliseconds since the epoch.
+         */dayMs: Int64, 
         /**
          * Successful verifications that day.
          */count: UInt64) {
-        self.day = day
+        self.dayMs = dayMs
         self.count = count
     }
 
@@ -1424,13 +1375,13 @@ public struct FfiConverterTypeDailyUsage: FfiConverterRustBuffer {
     public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> DailyUsage {
         return
             try DailyUsage(
-                day: FfiConverterTimestamp.read(from: &buf), 
+                dayMs: FfiConverterInt64.read(from: &buf), 
                 count: FfiConverterUInt64.read(from: &buf)
         )
     }
 
     public static func write(_ value: DailyUsage, into buf: inout [UInt8]) {
-        FfiConverterTimestamp.write(value.day, into: &buf)
+        FfiConverterInt64.write(value.dayMs, into: &buf)
         FfiConverterUInt64.write(value.count, into: &buf)
     }
 }
@@ -1476,21 +1427,21 @@ public struct KeyInfo: Equatable, Hashable {
      */
     public var status: String
     /**
-     * When the key was created.
+     * When the key was created (milliseconds since the epoch, like every time here).
      */
-    public var createdAt: Date
+    public var createdAtMs: Int64
     /**
      * When the key's record last changed.
      */
-    public var updatedAt: Date
+    public var updatedAtMs: Int64
     /**
      * When the key stops verifying, if ever.
      */
-    public var expiresAt: Date?
+    public var expiresAtMs: Int64?
     /**
      * The last successful verification recorded in the store (usage is flushed in batches).
      */
-    public var lastUsedAt: Date?
+    public var lastUsedAtMs: Int64?
     /**
      * Successful verifications recorded in the store (usage is flushed in batches).
      */
@@ -1523,17 +1474,17 @@ public struct KeyInfo: Equatable, Hashable {
          * `active`, `disabled`, `revoked` or `expired`, as of when this value was made.
          */status: String, 
         /**
-         * When the key was created.
-         */createdAt: Date, 
+         * When the key was created (milliseconds since the epoch, like every time here).
+         */createdAtMs: Int64, 
         /**
          * When the key's record last changed.
-         */updatedAt: Date, 
+         */updatedAtMs: Int64, 
         /**
          * When the key stops verifying, if ever.
-         */expiresAt: Date?, 
+         */expiresAtMs: Int64?, 
         /**
          * The last successful verification recorded in the store (usage is flushed in batches).
-         */lastUsedAt: Date?, 
+         */lastUsedAtMs: Int64?, 
         /**
          * Successful verifications recorded in the store (usage is flushed in batches).
          */useCount: UInt64, 
@@ -1548,10 +1499,10 @@ public struct KeyInfo: Equatable, Hashable {
         self.scopes = scopes
         self.metadata = metadata
         self.status = status
-        self.createdAt = createdAt
-        self.updatedAt = updatedAt
-        self.expiresAt = expiresAt
-        self.lastUsedAt = lastUsedAt
+        self.createdAtMs = createdAtMs
+        self.updatedAtMs = updatedAtMs
+        self.expiresAtMs = expiresAtMs
+        self.lastUsedAtMs = lastUsedAtMs
         self.useCount = useCount
         self.replaces = replaces
         self.replacedBy = replacedBy
@@ -1578,10 +1529,10 @@ public struct FfiConverterTypeKeyInfo: FfiConverterRustBuffer {
                 scopes: FfiConverterSequenceString.read(from: &buf), 
                 metadata: FfiConverterDictionaryStringString.read(from: &buf), 
                 status: FfiConverterString.read(from: &buf), 
-                createdAt: FfiConverterTimestamp.read(from: &buf), 
-                updatedAt: FfiConverterTimestamp.read(from: &buf), 
-                expiresAt: FfiConverterOptionTimestamp.read(from: &buf), 
-                lastUsedAt: FfiConverterOptionTimestamp.read(from: &buf), 
+                createdAtMs: FfiConverterInt64.read(from: &buf), 
+                updatedAtMs: FfiConverterInt64.read(from: &buf), 
+                expiresAtMs: FfiConverterOptionInt64.read(from: &buf), 
+                lastUsedAtMs: FfiConverterOptionInt64.read(from: &buf), 
                 useCount: FfiConverterUInt64.read(from: &buf), 
                 replaces: FfiConverterOptionString.read(from: &buf), 
                 replacedBy: FfiConverterOptionString.read(from: &buf)
@@ -1594,10 +1545,10 @@ public struct FfiConverterTypeKeyInfo: FfiConverterRustBuffer {
         FfiConverterSequenceString.write(value.scopes, into: &buf)
         FfiConverterDictionaryStringString.write(value.metadata, into: &buf)
         FfiConverterString.write(value.status, into: &buf)
-        FfiConverterTimestamp.write(value.createdAt, into: &buf)
-        FfiConverterTimestamp.write(value.updatedAt, into: &buf)
-        FfiConverterOptionTimestamp.write(value.expiresAt, into: &buf)
-        FfiConverterOptionTimestamp.write(value.lastUsedAt, into: &buf)
+        FfiConverterInt64.write(value.createdAtMs, into: &buf)
+        FfiConverterInt64.write(value.updatedAtMs, into: &buf)
+        FfiConverterOptionInt64.write(value.expiresAtMs, into: &buf)
+        FfiConverterOptionInt64.write(value.lastUsedAtMs, into: &buf)
         FfiConverterUInt64.write(value.useCount, into: &buf)
         FfiConverterOptionString.write(value.replaces, into: &buf)
         FfiConverterOptionString.write(value.replacedBy, into: &buf)
@@ -1637,9 +1588,9 @@ public struct ListFilter: Equatable, Hashable {
      */
     public var scope: String?
     /**
-     * Only keys that have not expired yet but will within this time.
+     * Only keys that have not expired yet but will within this many milliseconds.
      */
-    public var expiringWithin: TimeInterval?
+    public var expiringWithinMs: Int64?
     /**
      * Paging: only keys with an id after this one (the last id of the previous page).
      */
@@ -1662,8 +1613,8 @@ public struct ListFilter: Equatable, Hashable {
          * Only keys that grant this scope.
          */scope: String? = nil, 
         /**
-         * Only keys that have not expired yet but will within this time.
-         */expiringWithin: TimeInterval? = nil, 
+         * Only keys that have not expired yet but will within this many milliseconds.
+         */expiringWithinMs: Int64? = nil, 
         /**
          * Paging: only keys with an id after this one (the last id of the previous page).
          */after: String? = nil, 
@@ -1673,7 +1624,7 @@ public struct ListFilter: Equatable, Hashable {
         self.status = status
         self.namePrefix = namePrefix
         self.scope = scope
-        self.expiringWithin = expiringWithin
+        self.expiringWithinMs = expiringWithinMs
         self.after = after
         self.limit = limit
     }
@@ -1697,7 +1648,7 @@ public struct FfiConverterTypeListFilter: FfiConverterRustBuffer {
                 status: FfiConverterOptionString.read(from: &buf), 
                 namePrefix: FfiConverterOptionString.read(from: &buf), 
                 scope: FfiConverterOptionString.read(from: &buf), 
-                expiringWithin: FfiConverterOptionDuration.read(from: &buf), 
+                expiringWithinMs: FfiConverterOptionInt64.read(from: &buf), 
                 after: FfiConverterOptionString.read(from: &buf), 
                 limit: FfiConverterOptionUInt32.read(from: &buf)
         )
@@ -1707,7 +1658,7 @@ public struct FfiConverterTypeListFilter: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.status, into: &buf)
         FfiConverterOptionString.write(value.namePrefix, into: &buf)
         FfiConverterOptionString.write(value.scope, into: &buf)
-        FfiConverterOptionDuration.write(value.expiringWithin, into: &buf)
+        FfiConverterOptionInt64.write(value.expiringWithinMs, into: &buf)
         FfiConverterOptionString.write(value.after, into: &buf)
         FfiConverterOptionUInt32.write(value.limit, into: &buf)
     }
@@ -1746,9 +1697,9 @@ public struct NewKey: Equatable, Hashable {
      */
     public var metadata: [String: String]
     /**
-     * When the key stops verifying; must be in the future.
+     * When the key stops verifying, in milliseconds since the epoch; must be in the future.
      */
-    public var expiresAt: Date?
+    public var expiresAtMs: Int64?
 
     // Default memberwise initializers are never public by default, so we
     // declare one manually.
@@ -1763,12 +1714,12 @@ public struct NewKey: Equatable, Hashable {
          * Free-form string metadata.
          */metadata: [String: String] = [:], 
         /**
-         * When the key stops verifying; must be in the future.
-         */expiresAt: Date? = nil) {
+         * When the key stops verifying, in milliseconds since the epoch; must be in the future.
+         */expiresAtMs: Int64? = nil) {
         self.name = name
         self.scopes = scopes
         self.metadata = metadata
-        self.expiresAt = expiresAt
+        self.expiresAtMs = expiresAtMs
     }
 
     
@@ -1790,7 +1741,7 @@ public struct FfiConverterTypeNewKey: FfiConverterRustBuffer {
                 name: FfiConverterString.read(from: &buf), 
                 scopes: FfiConverterSequenceString.read(from: &buf), 
                 metadata: FfiConverterDictionaryStringString.read(from: &buf), 
-                expiresAt: FfiConverterOptionTimestamp.read(from: &buf)
+                expiresAtMs: FfiConverterOptionInt64.read(from: &buf)
         )
     }
 
@@ -1798,7 +1749,7 @@ public struct FfiConverterTypeNewKey: FfiConverterRustBuffer {
         FfiConverterString.write(value.name, into: &buf)
         FfiConverterSequenceString.write(value.scopes, into: &buf)
         FfiConverterDictionaryStringString.write(value.metadata, into: &buf)
-        FfiConverterOptionTimestamp.write(value.expiresAt, into: &buf)
+        FfiConverterOptionInt64.write(value.expiresAtMs, into: &buf)
     }
 }
 
@@ -1840,15 +1791,16 @@ public struct OpenOptions: Equatable, Hashable, CustomDebugStringConvertible {
      */
     public var cacheSize: UInt64?
     /**
-     * How long verify may use one read snapshot before seeing other processes' changes
-     * (default 1 s; zero takes a snapshot per verify).
+     * How long verify may use one read snapshot before seeing other processes' changes, in
+     * milliseconds (default 1000; zero takes a snapshot per verify; negative is
+     * `InvalidArgument`).
      */
-    public var refreshInterval: TimeInterval?
+    public var refreshIntervalMs: Int64?
     /**
-     * How often counted usage is written in the background (default 1 s; zero: only on
-     * `flush`, `close` and when the object is freed).
+     * How often counted usage is written in the background, in milliseconds (default 1000;
+     * zero: only on `flush`, `close` and when the object is freed).
      */
-    public var flushInterval: TimeInterval?
+    public var flushIntervalMs: Int64?
     /**
      * How many key records verify keeps decoded in memory (default 65,536; 0 disables).
      */
@@ -1874,13 +1826,14 @@ public struct OpenOptions: Equatable, Hashable, CustomDebugStringConvertible {
          * The storage engine's page cache, in bytes (default 32 MiB).
          */cacheSize: UInt64? = nil, 
         /**
-         * How long verify may use one read snapshot before seeing other processes' changes
-         * (default 1 s; zero takes a snapshot per verify).
-         */refreshInterval: TimeInterval? = nil, 
+         * How long verify may use one read snapshot before seeing other processes' changes, in
+         * milliseconds (default 1000; zero takes a snapshot per verify; negative is
+         * `InvalidArgument`).
+         */refreshIntervalMs: Int64? = nil, 
         /**
-         * How often counted usage is written in the background (default 1 s; zero: only on
-         * `flush`, `close` and when the object is freed).
-         */flushInterval: TimeInterval? = nil, 
+         * How often counted usage is written in the background, in milliseconds (default 1000;
+         * zero: only on `flush`, `close` and when the object is freed).
+         */flushIntervalMs: Int64? = nil, 
         /**
          * How many key records verify keeps decoded in memory (default 65,536; 0 disables).
          */recordCacheEntries: UInt64? = nil, 
@@ -1890,8 +1843,8 @@ public struct OpenOptions: Equatable, Hashable, CustomDebugStringConvertible {
         self.prefix = prefix
         self.pepper = pepper
         self.cacheSize = cacheSize
-        self.refreshInterval = refreshInterval
-        self.flushInterval = flushInterval
+        self.refreshIntervalMs = refreshIntervalMs
+        self.flushIntervalMs = flushIntervalMs
         self.recordCacheEntries = recordCacheEntries
         self.actor = actor
     }
@@ -1926,8 +1879,8 @@ public struct FfiConverterTypeOpenOptions: FfiConverterRustBuffer {
                 prefix: FfiConverterOptionString.read(from: &buf), 
                 pepper: FfiConverterOptionData.read(from: &buf), 
                 cacheSize: FfiConverterOptionUInt64.read(from: &buf), 
-                refreshInterval: FfiConverterOptionDuration.read(from: &buf), 
-                flushInterval: FfiConverterOptionDuration.read(from: &buf), 
+                refreshIntervalMs: FfiConverterOptionInt64.read(from: &buf), 
+                flushIntervalMs: FfiConverterOptionInt64.read(from: &buf), 
                 recordCacheEntries: FfiConverterOptionUInt64.read(from: &buf), 
                 actor: FfiConverterOptionString.read(from: &buf)
         )
@@ -1937,8 +1890,8 @@ public struct FfiConverterTypeOpenOptions: FfiConverterRustBuffer {
         FfiConverterOptionString.write(value.prefix, into: &buf)
         FfiConverterOptionData.write(value.pepper, into: &buf)
         FfiConverterOptionUInt64.write(value.cacheSize, into: &buf)
-        FfiConverterOptionDuration.write(value.refreshInterval, into: &buf)
-        FfiConverterOptionDuration.write(value.flushInterval, into: &buf)
+        FfiConverterOptionInt64.write(value.refreshIntervalMs, into: &buf)
+        FfiConverterOptionInt64.write(value.flushIntervalMs, into: &buf)
         FfiConverterOptionUInt64.write(value.recordCacheEntries, into: &buf)
         FfiConverterOptionString.write(value.actor, into: &buf)
     }
@@ -2291,6 +2244,30 @@ fileprivate struct FfiConverterOptionUInt64: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterOptionInt64: FfiConverterRustBuffer {
+    typealias SwiftType = Int64?
+
+    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
+        guard let value = value else {
+            writeInt(&buf, Int8(0))
+            return
+        }
+        writeInt(&buf, Int8(1))
+        FfiConverterInt64.write(value, into: &buf)
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
+        switch try readInt(&buf) as Int8 {
+        case 0: return nil
+        case 1: return try FfiConverterInt64.read(from: &buf)
+        default: throw UniffiInternalError.unexpectedOptionalTag
+        }
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterOptionString: FfiConverterRustBuffer {
     typealias SwiftType = String?
 
@@ -2331,54 +2308,6 @@ fileprivate struct FfiConverterOptionData: FfiConverterRustBuffer {
         switch try readInt(&buf) as Int8 {
         case 0: return nil
         case 1: return try FfiConverterData.read(from: &buf)
-        default: throw UniffiInternalError.unexpectedOptionalTag
-        }
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterOptionTimestamp: FfiConverterRustBuffer {
-    typealias SwiftType = Date?
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        guard let value = value else {
-            writeInt(&buf, Int8(0))
-            return
-        }
-        writeInt(&buf, Int8(1))
-        FfiConverterTimestamp.write(value, into: &buf)
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
-        switch try readInt(&buf) as Int8 {
-        case 0: return nil
-        case 1: return try FfiConverterTimestamp.read(from: &buf)
-        default: throw UniffiInternalError.unexpectedOptionalTag
-        }
-    }
-}
-
-#if swift(>=5.8)
-@_documentation(visibility: private)
-#endif
-fileprivate struct FfiConverterOptionDuration: FfiConverterRustBuffer {
-    typealias SwiftType = TimeInterval?
-
-    public static func write(_ value: SwiftType, into buf: inout [UInt8]) {
-        guard let value = value else {
-            writeInt(&buf, Int8(0))
-            return
-        }
-        writeInt(&buf, Int8(1))
-        FfiConverterDuration.write(value, into: &buf)
-    }
-
-    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> SwiftType {
-        switch try readInt(&buf) as Int8 {
-        case 0: return nil
-        case 1: return try FfiConverterDuration.read(from: &buf)
         default: throw UniffiInternalError.unexpectedOptionalTag
         }
     }
@@ -2564,7 +2493,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_keystead_ffi_checksum_func_check_integrity() != 48731) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_keystead_ffi_checksum_method_keystore_audit() != 64585) {
+    if (uniffi_keystead_ffi_checksum_method_keystore_audit() != 52297) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_keystead_ffi_checksum_method_keystore_close() != 31053) {
@@ -2603,10 +2532,10 @@ private let initializationResult: InitializationResult = {
     if (uniffi_keystead_ffi_checksum_method_keystore_revoke() != 64407) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_keystead_ffi_checksum_method_keystore_rotate() != 52329) {
+    if (uniffi_keystead_ffi_checksum_method_keystore_rotate() != 38438) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_keystead_ffi_checksum_method_keystore_set_expiry() != 30470) {
+    if (uniffi_keystead_ffi_checksum_method_keystore_set_expiry() != 63937) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_keystead_ffi_checksum_method_keystore_set_metadata() != 12568) {
@@ -2615,7 +2544,7 @@ private let initializationResult: InitializationResult = {
     if (uniffi_keystead_ffi_checksum_method_keystore_set_scopes() != 31723) {
         return InitializationResult.apiChecksumMismatch
     }
-    if (uniffi_keystead_ffi_checksum_method_keystore_usage() != 64682) {
+    if (uniffi_keystead_ffi_checksum_method_keystore_usage() != 46852) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_keystead_ffi_checksum_method_keystore_verify() != 8081) {

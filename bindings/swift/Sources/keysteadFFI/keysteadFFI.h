@@ -260,7 +260,7 @@ uint64_t uniffi_keystead_ffi_fn_constructor_keystore_open(RustBuffer path, RustB
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_AUDIT
 #define UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_AUDIT
-RustBuffer uniffi_keystead_ffi_fn_method_keystore_audit(uint64_t ptr, RustBuffer since, uint32_t limit, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_keystead_ffi_fn_method_keystore_audit(uint64_t ptr, RustBuffer since_ms, uint32_t limit, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_CLOSE
@@ -325,12 +325,12 @@ RustBuffer uniffi_keystead_ffi_fn_method_keystore_revoke(uint64_t ptr, RustBuffe
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_ROTATE
 #define UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_ROTATE
-RustBuffer uniffi_keystead_ffi_fn_method_keystore_rotate(uint64_t ptr, RustBuffer id, RustBuffer grace, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_keystead_ffi_fn_method_keystore_rotate(uint64_t ptr, RustBuffer id, int64_t grace_ms, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_SET_EXPIRY
 #define UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_SET_EXPIRY
-RustBuffer uniffi_keystead_ffi_fn_method_keystore_set_expiry(uint64_t ptr, RustBuffer id, RustBuffer expires_at, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_keystead_ffi_fn_method_keystore_set_expiry(uint64_t ptr, RustBuffer id, RustBuffer expires_at_ms, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_SET_METADATA
@@ -345,7 +345,7 @@ RustBuffer uniffi_keystead_ffi_fn_method_keystore_set_scopes(uint64_t ptr, RustB
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_USAGE
 #define UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_USAGE
-RustBuffer uniffi_keystead_ffi_fn_method_keystore_usage(uint64_t ptr, RustBuffer id, RustBuffer from, RustBuffer to, RustCallStatus *_Nonnull out_status
+RustBuffer uniffi_keystead_ffi_fn_method_keystore_usage(uint64_t ptr, RustBuffer id, int64_t from_ms, int64_t to_ms, RustCallStatus *_Nonnull out_status
 );
 #endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_VERIFY

@@ -21,7 +21,7 @@ final class KeysteadTests: XCTestCase {
     private var path: String { directory.appendingPathComponent("keystead.redb").path }
 
     /// No background flusher: usage is written by flush(), usage(), close().
-    private func openStore(_ options: OpenOptions = OpenOptions(flushInterval: 0)) throws -> KeyStore {
+    private func openStore(_ options: OpenOptions = OpenOptions(flushIntervalMs: 0)) throws -> KeyStore {
         try KeyStore.open(path: path, options: options)
     }
 
@@ -105,11 +105,11 @@ final class KeysteadTests: XCTestCase {
     }
 
     func testAdministration() throws {
-        let store = try openStore(OpenOptions(flushInterval: 0, actor: "swift-tests"))
+        let store = try openStore(OpenOptions(flushIntervalMs: 0, actor: "swift-tests"))
         defer { try? store.close() }
         XCTAssertEqual(try store.prefix(), "ks")
 
-        let created = try store.create(newKey: NewKey(
+        let created = try store.create(newKey: try NewKey(
             name: "analytics",
             scopes: ["embeddings"],
             metadata: ["owner": "platform"],
@@ -210,7 +210,7 @@ final class KeysteadTests: XCTestCase {
     }
 
     func testPepperAndPrefix() throws {
-        let options = OpenOptions(prefix: "hub", pepper: Data("from-the-secret-manager-0123456789".utf8), flushInterval: 0)
+        let options = OpenOptions(prefix: "hub", pepper: Data("from-the-secret-manager-0123456789".utf8), flushIntervalMs: 0)
         let store = try openStore(options)
         let created = try store.create(newKey: NewKey(name: "x"))
         XCTAssertTrue(created.key.hasPrefix("hub_"))

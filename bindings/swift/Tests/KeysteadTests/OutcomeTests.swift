@@ -36,7 +36,7 @@ final class OutcomeTests: XCTestCase {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         store = try KeyStore.open(
             path: directory.appendingPathComponent("o.redb").path,
-            options: OpenOptions(flushInterval: 0)
+            options: OpenOptions(flushIntervalMs: 0)
         )
     }
 
@@ -73,7 +73,7 @@ final class OutcomeTests: XCTestCase {
               "Bearer error=\"invalid_request\"")
         let other = try KeyStore.open(
             path: directory.appendingPathComponent("other.redb").path,
-            options: OpenOptions(flushInterval: 0))
+            options: OpenOptions(flushIntervalMs: 0))
         let foreign = try other.create(newKey: NewKey(name: "elsewhere")).key
         try other.close()
         check(try store.verify(presented: foreign), "not_found", 401, invalidToken)

@@ -36,7 +36,7 @@ final class VectorsTests: XCTestCase {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         store = try KeyStore.open(
             path: directory.appendingPathComponent("v.redb").path,
-            options: OpenOptions(prefix: "ks", flushInterval: 0)
+            options: OpenOptions(prefix: "ks", flushIntervalMs: 0)
         )
     }
 
@@ -80,7 +80,7 @@ final class VectorsTests: XCTestCase {
             let name = c["name"] as? String ?? "?"
             let store = try KeyStore.open(
                 path: directory.appendingPathComponent("l\(n).redb").path,
-                options: OpenOptions(prefix: "ks", flushInterval: 0)
+                options: OpenOptions(prefix: "ks", flushIntervalMs: 0)
             )
             defer { try? store.close() }
             var keys: [String: (key: String, id: String)] = [:]
