@@ -1,4 +1,4 @@
-//! keystead-ffi: the uniffi layer that the Swift and Kotlin bindings are generated from.
+//! keystead-ffi: the uniffi layer that the Swift binding is generated from.
 //!
 //! It is deliberately thin: one Object, [`KeyStore`], wrapping the core
 //! [`keystead::KeyStore`]; plain Records mirroring the core data types (ids are the 12-character
@@ -33,9 +33,9 @@ uniffi::setup_scaffolding!("keystead");
 /// `Verification` with `ok == false`.
 ///
 /// Each case carries a human-readable message (never key material). In Swift it is
-/// `KeysteadError.KeyNotFound(message:)` etc., in Kotlin `KeysteadException.KeyNotFound`.
+/// `KeysteadError.KeyNotFound(message:)` etc.
 // Flat: only the message crosses the boundary. (A rich error with a `message` field would
-// clash with `Throwable.message` in the generated Kotlin.)
+// clash with `Throwable.message` in uniffi's Kotlin, should that binding return.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, uniffi::Error)]
 #[uniffi(flat_error)]
 pub enum KeysteadError {
@@ -333,9 +333,9 @@ impl From<ks::KeyInfo> for KeyInfo {
 /// `key` is the ONE place where plaintext key material crosses the FFI boundary. Show it to
 /// the user once and drop it: only its hash is stored, so it cannot be recovered. The core
 /// wipes its own copy; the copies made to hand it over (the Rust `String` here, the transfer
-/// buffer, the Swift or Kotlin string) cannot be wiped. `Debug` and `Display` never show it,
+/// buffer, the Swift string) cannot be wiped. `Debug` and `Display` never show it,
 /// and they are exported, so Swift's `description`/`debugDescription` (what `print` and string
-/// interpolation use) and Kotlin's `toString()` do not either. (Swift's `dump()` reflects over
+/// interpolation use) do not either. (Swift's `dump()` reflects over
 /// the stored fields and would show it.)
 #[derive(Clone, PartialEq, Eq, uniffi::Record)]
 #[uniffi::export(Debug, Display)]
@@ -369,7 +369,7 @@ impl From<ks::CreatedKey> for CreatedKey {
     fn from(created: ks::CreatedKey) -> Self {
         // `key` is a `Zeroizing<String>`: the core's copy is wiped when it drops here. The
         // `String` made here is moved into uniffi's lowering, which copies it into the buffer
-        // handed to Swift/Kotlin and frees it unwiped: a copy this layer cannot reach.
+        // handed to Swift and frees it unwiped: a copy this layer cannot reach.
         let (key, info) = created.into_parts();
         CreatedKey {
             key: key.as_str().to_owned(),

@@ -1,4 +1,4 @@
-//! The whole key lifecycle through the ffi types (the Rust side of what Swift and Kotlin call).
+//! The whole key lifecycle through the ffi types (the Rust side of what Swift calls).
 
 mod common;
 

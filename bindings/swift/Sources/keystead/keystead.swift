@@ -1240,9 +1240,9 @@ public func FfiConverterTypeAuditEntry_lower(_ value: AuditEntry) -> RustBuffer 
  * `key` is the ONE place where plaintext key material crosses the FFI boundary. Show it to
  * the user once and drop it: only its hash is stored, so it cannot be recovered. The core
  * wipes its own copy; the copies made to hand it over (the Rust `String` here, the transfer
- * buffer, the Swift or Kotlin string) cannot be wiped. `Debug` and `Display` never show it,
+ * buffer, the Swift string) cannot be wiped. `Debug` and `Display` never show it,
  * and they are exported, so Swift's `description`/`debugDescription` (what `print` and string
- * interpolation use) and Kotlin's `toString()` do not either. (Swift's `dump()` reflects over
+ * interpolation use) do not either. (Swift's `dump()` reflects over
  * the stored fields and would show it.)
  */
 public struct CreatedKey: Equatable, Hashable, CustomDebugStringConvertible, CustomStringConvertible {
@@ -2036,7 +2036,7 @@ public func FfiConverterTypeVerification_lower(_ value: Verification) -> RustBuf
  * `Verification` with `ok == false`.
  *
  * Each case carries a human-readable message (never key material). In Swift it is
- * `KeysteadError.KeyNotFound(message:)` etc., in Kotlin `KeysteadException.KeyNotFound`.
+ * `KeysteadError.KeyNotFound(message:)` etc.
  */
 public 
 enum KeysteadError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError {
