@@ -543,13 +543,18 @@ impl KeyStore {
     /// Opens the store at `path`, creating the file (mode 0600) if it does not exist. A store is
     /// never created through a symbolic link (an existing store may be opened through one).
     ///
+    /// `path` is a location: a file path or `file://PATH` (the embedded redb file), or
+    /// `memory:` for a new store in this process's memory, gone when the handle is dropped
+    /// (for tests and ephemeral use; each open makes a separate store).
+    ///
     /// With a pepper, a store written before key records were authenticated is upgraded in
     /// one write transaction: every record is rewritten authenticated under the pepper
     /// (docs/storage.md); builds older than that then refuse it with `WrongPepper`.
     ///
     /// # Errors
     /// - [`Error::InvalidArgument`] for a bad prefix or actor, a pepper outside 32 to 1024 bytes
-    ///   (or all zero bytes), or a `path` that is a symbolic link to a missing or empty file;
+    ///   (or all zero bytes), a `path` that is a symbolic link to a missing or empty file, or
+    ///   a location with a `scheme://` other than `file://`;
     /// - [`Error::InsecurePermissions`] for an existing file that its group or others may
     ///   write (`chmod 600` fixes it);
     /// - [`Error::PrefixMismatch`] if a prefix is given that is not the store's;
