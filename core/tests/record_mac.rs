@@ -4,6 +4,8 @@
 //! the documented format (docs/storage.md): recompute a CRC, or rewrite a record as the older
 //! CRC-protected version. Verify must give an error (`Corrupt`), never `valid`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,21 +33,6 @@ fn db(path: &Path) -> redb::Database {
         .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
         .open(path)
         .unwrap()
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 fn read_record(path: &Path, id: u64) -> Vec<u8> {
@@ -80,7 +67,7 @@ fn as_active_v1(record: &[u8]) -> Vec<u8> {
     let mut body = record[..record.len() - trailer_len(record)].to_vec();
     body[0] = 1;
     body[STATE_AT] = 0;
-    let crc = crc32(&body);
+    let crc = common::crc32(&body);
     body.extend_from_slice(&crc.to_le_bytes());
     body
 }
@@ -91,7 +78,7 @@ fn as_active_in_place(record: &[u8]) -> Vec<u8> {
     let mut bytes = record.to_vec();
     bytes[STATE_AT] = 0;
     let body_len = bytes.len() - trailer_len(record);
-    let crc = crc32(&bytes[..body_len]);
+    let crc = common::crc32(&bytes[..body_len]);
     bytes[body_len..body_len + 4].copy_from_slice(&crc.to_le_bytes());
     bytes
 }
@@ -174,7 +161,7 @@ fn a_legacy_peppered_store_is_upgraded_on_open_and_then_protected() {
         );
         let mut body = record[..record.len() - 32].to_vec();
         body[0] = 1;
-        let crc = crc32(&body);
+        let crc = common::crc32(&body);
         body.extend_from_slice(&crc.to_le_bytes());
         write_record(&path, id, &body);
     }

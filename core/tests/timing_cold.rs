@@ -193,21 +193,6 @@ fn cold_contrast(
 
 const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
 fn base62(mut value: u64, width: usize) -> String {
     let mut out = vec![b'0'; width];
     for slot in out.iter_mut().rev() {
@@ -229,7 +214,7 @@ fn random_id(key: &str, rng: &mut Rng) -> String {
         id,
         &key[body_start + 12..key.len() - 6]
     );
-    let crc = crc32(out.as_bytes());
+    let crc = common::crc32(out.as_bytes());
     out.push_str(&base62(u64::from(crc), 6));
     assert!(keystead::parse_key(&out).is_ok(), "{out}");
     out
