@@ -783,5 +783,16 @@ mod tests {
             ks::DEFAULT_AUDIT_LIMIT
         );
         assert!(include_str!("lib.rs").contains(&declared), "{declared}");
+        // And the Swift that repeats it: the generated method and the hand-written Date form.
+        let limit = ks::DEFAULT_AUDIT_LIMIT;
+        let generated = include_str!("../../bindings/swift/Sources/keystead/keystead.swift");
+        let generated_default = format!("limit: UInt32 = UInt32({limit})");
+        assert!(
+            generated.contains(&generated_default),
+            "{generated_default}"
+        );
+        let dates = include_str!("../../bindings/swift/Sources/keystead/KeysteadDates.swift");
+        let dates_default = format!("audit(since: Date?, limit: UInt32 = {limit})");
+        assert!(dates.contains(&dates_default), "{dates_default}");
     }
 }
