@@ -79,7 +79,7 @@ export interface AuditEntry {
 export interface AuditOptions {
   /** Only entries committed at or after this time. */
   since?: Date | undefined | null
-  /** At most this many entries, newest first (default 100). */
+  /** At most this many entries, newest first (default 100, core's `DEFAULT_AUDIT_LIMIT`). */
   limit?: number | undefined | null
 }
 

@@ -12,19 +12,22 @@ pub const EXIT_USAGE: u8 = 2;
 /// An operational failure: I/O, a missing or corrupt store, a wrong pepper, a lock.
 pub const EXIT_OPERATIONAL: u8 = 3;
 
-/// The exit code for an error of the core: the one place its variants are sorted into
+/// The exit code for an error of the core: the one table in which its kinds are sorted into
 /// "the caller asked for something wrong" (2) and "the store or the machine failed" (3).
+/// `None` for a kind this CLI does not know yet (a later core; see [`core_exit_code`]).
+fn exit_code_of(kind: keystead::ErrorKind) -> Option<u8> {
+    use keystead::ErrorKind as K;
+    Some(match kind {
+        K::InvalidArgument | K::KeyNotFound | K::InvalidState | K::PrefixMismatch => EXIT_USAGE,
+        K::WrongPepper | K::UnsupportedVersion | K::Store | K::Closed => EXIT_OPERATIONAL,
+        _ => return None,
+    })
+}
+
+/// The exit code for an error of the core ([`exit_code_of`] its kind; an unknown kind is an
+/// operational failure).
 pub fn core_exit_code(error: &keystead::Error) -> u8 {
-    use keystead::Error as E;
-    match error {
-        E::InvalidArgument(_)
-        | E::KeyNotFound(_)
-        | E::InvalidState { .. }
-        | E::PrefixMismatch { .. } => EXIT_USAGE,
-        // WrongPepper, UnsupportedVersion, Corrupt, Locked, Storage, Io, InsecurePermissions,
-        // StoreReplaced and any variant added later (the enum is non-exhaustive).
-        _ => EXIT_OPERATIONAL,
-    }
+    exit_code_of(error.kind()).unwrap_or(EXIT_OPERATIONAL)
 }
 
 /// A failed command: an exit code and a message for stderr (never containing key material).
@@ -98,6 +101,13 @@ mod tests {
     use keystead::Error;
 
     #[test]
+    fn every_core_error_kind_has_an_exit_code() {
+        for &kind in keystead::ErrorKind::ALL {
+            assert!(exit_code_of(kind).is_some(), "{kind:?} has no exit code");
+        }
+    }
+
+    #[test]
     fn core_errors_map_to_2_or_3() {
         let id: keystead::KeyId = "00000000000g".parse().unwrap();
         let usage = [
@@ -129,6 +139,7 @@ mod tests {
             Error::Io(std::io::Error::other("x")),
             Error::InsecurePermissions { mode: 0o666 },
             Error::StoreReplaced,
+            Error::Closed,
         ];
         for e in &operational {
             assert_eq!(core_exit_code(e), EXIT_OPERATIONAL, "{e}");

@@ -16,10 +16,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use keystead::{
     CreatedKey, KeyId, KeyInfo, KeyStatus, KeyStore, ListFilter, NewKey, Options, Zeroizing,
-    DEFAULT_PREFIX,
+    DEFAULT_AUDIT_LIMIT, DEFAULT_PREFIX,
 };
 use serde_json::{json, Value};
 
@@ -163,9 +164,9 @@ enum Command {
     /// The audit log of changes, newest first
     Audit {
         /// At most this many entries
-        #[arg(long, value_name = "N", default_value_t = 50,
-              value_parser = clap::value_parser!(u32).range(1..))]
-        limit: u32,
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_AUDIT_LIMIT,
+              value_parser = clap::value_parser!(u64).range(1..).try_map(usize::try_from))]
+        limit: usize,
     },
     /// Peppers (the secret mixed into every hash)
     Pepper {
@@ -1004,8 +1005,7 @@ fn plural(count: u64, noun: &str) -> String {
     }
 }
 
-fn audit(ctx: &Ctx, limit: u32) -> Result<u8, Failure> {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+fn audit(ctx: &Ctx, limit: usize) -> Result<u8, Failure> {
     let entries = open_existing(ctx)?.audit(None, limit)?;
     if ctx.json {
         emit_json(&Value::Array(
@@ -1017,4 +1017,20 @@ fn audit(ctx: &Ctx, limit: u32) -> Result<u8, Failure> {
         emit(&output::audit_table(&entries))?;
     }
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_limit_defaults_to_the_core_constant() {
+        let cli = Cli::try_parse_from(["keystead", "audit"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Audit { limit } if limit == DEFAULT_AUDIT_LIMIT),
+            "{:?}",
+            cli.command
+        );
+        assert!(Cli::try_parse_from(["keystead", "audit", "--limit", "0"]).is_err());
+    }
 }

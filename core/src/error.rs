@@ -1,4 +1,5 @@
-//! The one error type of the crate. Messages never contain key material or hashes.
+//! The one error type of the crate, and its stable classification ([`ErrorKind`]). Messages
+//! never contain key material or hashes.
 
 use crate::key::KeyId;
 
@@ -80,13 +81,183 @@ pub enum Error {
          open the store again to use the file now at its path"
     )]
     StoreReplaced,
+    /// The handle was closed. Core's [`KeyStore::close`](crate::KeyStore::close) consumes the
+    /// store, so core itself never returns this: bindings whose handle outlives `close` (every
+    /// language binding) return it for each later call, so that a closed store is one error,
+    /// with one kind, everywhere.
+    #[error("the key store is closed")]
+    Closed,
+}
+
+/// The stable classification of an [`Error`]: what a caller can act on, and what every binding
+/// maps to its own error types (Python exception classes, Node `code` strings, Swift cases,
+/// CLI exit codes) in one table each.
+///
+/// Several variants of [`Error`] share a kind: everything that says "the file or the storage
+/// engine failed" is [`ErrorKind::Store`], and its message says which failure it was. New
+/// kinds may be added; [`ErrorKind::ALL`] lists them, so that a binding can test that it maps
+/// every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// An argument is out of bounds ([`Error::InvalidArgument`]).
+    InvalidArgument,
+    /// No key with this id exists ([`Error::KeyNotFound`]).
+    KeyNotFound,
+    /// The key's state forbids the operation ([`Error::InvalidState`]).
+    InvalidState,
+    /// The pepper does not match the store's ([`Error::WrongPepper`]).
+    WrongPepper,
+    /// A prefix was requested that differs from the store's own ([`Error::PrefixMismatch`]).
+    PrefixMismatch,
+    /// The store was written by a newer keystead ([`Error::UnsupportedVersion`]).
+    UnsupportedVersion,
+    /// The file or the storage engine failed: [`Error::Corrupt`], [`Error::Locked`],
+    /// [`Error::Storage`], [`Error::Io`], [`Error::InsecurePermissions`],
+    /// [`Error::StoreReplaced`].
+    Store,
+    /// The handle was closed ([`Error::Closed`]).
+    Closed,
+}
+
+impl ErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: &'static [ErrorKind] = &[
+        ErrorKind::InvalidArgument,
+        ErrorKind::KeyNotFound,
+        ErrorKind::InvalidState,
+        ErrorKind::WrongPepper,
+        ErrorKind::PrefixMismatch,
+        ErrorKind::UnsupportedVersion,
+        ErrorKind::Store,
+        ErrorKind::Closed,
+    ];
+
+    /// The stable code of the kind, e.g. `KEYSTEAD_INVALID_ARGUMENT`: the `code` of the Node
+    /// binding's errors, and the name to use wherever a kind must be written down.
+    pub const fn code(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidArgument => "KEYSTEAD_INVALID_ARGUMENT",
+            ErrorKind::KeyNotFound => "KEYSTEAD_KEY_NOT_FOUND",
+            ErrorKind::InvalidState => "KEYSTEAD_INVALID_STATE",
+            ErrorKind::WrongPepper => "KEYSTEAD_WRONG_PEPPER",
+            ErrorKind::PrefixMismatch => "KEYSTEAD_PREFIX_MISMATCH",
+            ErrorKind::UnsupportedVersion => "KEYSTEAD_UNSUPPORTED_VERSION",
+            ErrorKind::Store => "KEYSTEAD_STORE_ERROR",
+            ErrorKind::Closed => "KEYSTEAD_CLOSED",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
 }
 
 /// Shorthand used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The error's stable classification.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::KeyNotFound(_) => ErrorKind::KeyNotFound,
+            Error::InvalidState { .. } => ErrorKind::InvalidState,
+            Error::WrongPepper => ErrorKind::WrongPepper,
+            Error::PrefixMismatch { .. } => ErrorKind::PrefixMismatch,
+            Error::UnsupportedVersion { .. } => ErrorKind::UnsupportedVersion,
+            Error::Corrupt(_)
+            | Error::Locked(_)
+            | Error::Storage(_)
+            | Error::Io(_)
+            | Error::InsecurePermissions { .. }
+            | Error::StoreReplaced => ErrorKind::Store,
+            Error::Closed => ErrorKind::Closed,
+        }
+    }
+
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidArgument(message.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One error of every variant (a new variant fails to compile in `kind` until it is
+    /// classified, and must be added here).
+    fn one_of_each() -> Vec<Error> {
+        let id: KeyId = "000000000001".parse().unwrap();
+        vec![
+            Error::InvalidArgument("x".into()),
+            Error::KeyNotFound(id),
+            Error::InvalidState {
+                id,
+                state: "revoked",
+                operation: "enabled",
+            },
+            Error::WrongPepper,
+            Error::PrefixMismatch {
+                stored: "ks".into(),
+                requested: "hub".into(),
+            },
+            Error::UnsupportedVersion {
+                what: "schema",
+                found: 9,
+                supported: 1,
+            },
+            Error::Corrupt("x".into()),
+            Error::Locked("x".into()),
+            Error::Storage("x".into()),
+            Error::Io(std::io::Error::other("x")),
+            Error::InsecurePermissions { mode: 0o666 },
+            Error::StoreReplaced,
+            Error::Closed,
+        ]
+    }
+
+    #[test]
+    fn every_kind_is_listed_once_and_some_error_has_it() {
+        let errors = one_of_each();
+        for (i, kind) in ErrorKind::ALL.iter().enumerate() {
+            assert!(!ErrorKind::ALL[..i].contains(kind), "{kind:?} listed twice");
+            assert!(
+                errors.iter().any(|e| e.kind() == *kind),
+                "no error has kind {kind:?}"
+            );
+        }
+        for error in &errors {
+            assert!(ErrorKind::ALL.contains(&error.kind()), "{error}");
+        }
+    }
+
+    #[test]
+    fn codes_are_distinct_stable_names() {
+        for (i, kind) in ErrorKind::ALL.iter().enumerate() {
+            let code = kind.code();
+            assert!(code.starts_with("KEYSTEAD_"), "{code}");
+            assert!(
+                code.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'),
+                "{code}"
+            );
+            assert!(
+                ErrorKind::ALL[..i].iter().all(|k| k.code() != code),
+                "{code} twice"
+            );
+            assert_eq!(kind.to_string(), code);
+        }
+        // The codes bindings and their users already rely on.
+        assert_eq!(
+            Error::Io(std::io::Error::other("x")).kind().code(),
+            "KEYSTEAD_STORE_ERROR"
+        );
+        assert_eq!(Error::Closed.kind().code(), "KEYSTEAD_CLOSED");
+        assert_eq!(
+            Error::InvalidArgument("x".into()).kind().code(),
+            "KEYSTEAD_INVALID_ARGUMENT"
+        );
     }
 }

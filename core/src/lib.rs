@@ -37,7 +37,7 @@ mod usage;
 mod verify;
 
 // The public interface is:
-pub use crate::error::{Error, Result};
+pub use crate::error::{Error, ErrorKind, Result};
 pub use crate::header::{parse_authorization_header, HeaderError, MAX_HEADER_LEN};
 pub use crate::key::{parse_key, redact_keys, KeyId, KeyParts, MalformedKey, DEFAULT_PREFIX};
 pub use crate::model::{
@@ -46,6 +46,6 @@ pub use crate::model::{
     MAX_METADATA_TOTAL, MAX_METADATA_VALUE_LEN, MAX_NAME_CHARS, MAX_SCOPES, MAX_SCOPE_LEN,
 };
 pub use crate::record::decode_record_roundtrip;
-pub use crate::store::{KeyStore, Options};
+pub use crate::store::{KeyStore, Options, DEFAULT_AUDIT_LIMIT};
 pub use crate::verify::{Outcome, Verification};
 pub use zeroize::Zeroizing;

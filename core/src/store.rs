@@ -40,6 +40,10 @@ const META_PEPPER_CHECK: &str = "pepper_check";
 const META_GENERATION: &str = "generation";
 const META_CREATED_AT: &str = "created_at";
 
+/// How many audit entries every binding's `audit` and the CLI's `keystead audit` return when no
+/// limit is given (core's [`KeyStore::audit`] always takes one).
+pub const DEFAULT_AUDIT_LIMIT: usize = 100;
+
 /// How a store is opened. Built with chained setters from [`Options::new`].
 ///
 /// # Example
@@ -1049,6 +1053,7 @@ impl KeyStore {
     }
 
     /// The audit log, newest first: at most `limit` entries committed at or after `since`.
+    /// Bindings and the CLI ask for [`DEFAULT_AUDIT_LIMIT`] entries when no limit is given.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a `since` after 9999-12-31T23:59:59Z; storage errors.

@@ -90,20 +90,30 @@ pub enum KeysteadError {
     },
 }
 
-/// The one mapping from core errors to [`KeysteadError`]; the message is the core's.
-pub fn map_error(error: ks::Error) -> KeysteadError {
-    let message = error.to_string();
-    match error {
-        ks::Error::InvalidArgument(_) => KeysteadError::InvalidArgument { message },
-        ks::Error::KeyNotFound(_) => KeysteadError::KeyNotFound { message },
-        ks::Error::InvalidState { .. } => KeysteadError::InvalidState { message },
-        ks::Error::WrongPepper => KeysteadError::WrongPepper { message },
-        ks::Error::PrefixMismatch { .. } => KeysteadError::PrefixMismatch { message },
-        ks::Error::UnsupportedVersion { .. } => KeysteadError::UnsupportedVersion { message },
+/// How each core [`ks::ErrorKind`] becomes a [`KeysteadError`] case: the one table. `None` for
+/// a kind this layer does not know yet (a later core), which [`map_error`] reports as `Store`.
+fn case_of(kind: ks::ErrorKind) -> Option<fn(String) -> KeysteadError> {
+    use ks::ErrorKind as K;
+    Some(match kind {
+        K::InvalidArgument => |message| KeysteadError::InvalidArgument { message },
+        K::KeyNotFound => |message| KeysteadError::KeyNotFound { message },
+        K::InvalidState => |message| KeysteadError::InvalidState { message },
+        K::WrongPepper => |message| KeysteadError::WrongPepper { message },
+        K::PrefixMismatch => |message| KeysteadError::PrefixMismatch { message },
+        K::UnsupportedVersion => |message| KeysteadError::UnsupportedVersion { message },
         // Corrupt, Locked, Storage, Io, InsecurePermissions (the message names `chmod 600`),
-        // StoreReplaced, and any failure a later core adds.
-        _ => KeysteadError::Store { message },
-    }
+        // StoreReplaced.
+        K::Store => |message| KeysteadError::Store { message },
+        K::Closed => |message| KeysteadError::Closed { message },
+        _ => return None,
+    })
+}
+
+/// The one mapping from core errors to [`KeysteadError`], by the error's kind; the message is
+/// the core's.
+pub fn map_error(error: ks::Error) -> KeysteadError {
+    let case = case_of(error.kind()).unwrap_or(|message| KeysteadError::Store { message });
+    case(error.to_string())
 }
 
 impl From<ks::Error> for KeysteadError {
@@ -547,9 +557,7 @@ impl KeyStore {
     fn with<T>(&self, call: impl FnOnce(&ks::KeyStore) -> Result<T, ks::Error>) -> Result<T> {
         match &*self.read() {
             Some(store) => call(store).map_err(map_error),
-            None => Err(KeysteadError::Closed {
-                message: "the key store is closed".to_owned(),
-            }),
+            None => Err(map_error(ks::Error::Closed)),
         }
     }
 
@@ -702,6 +710,8 @@ impl KeyStore {
 
     /// The audit log, newest first: at most `limit` entries committed at or after `since_ms`
     /// (milliseconds since the epoch).
+    // uniffi takes only a literal default: `limit` is core's DEFAULT_AUDIT_LIMIT, checked by
+    // `tests::audit_limit_default_is_the_core_constant`.
     #[uniffi::method(default(since_ms = None, limit = 100))]
     pub fn audit(&self, since_ms: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>> {
         self.with(|store| {
@@ -743,4 +753,46 @@ impl KeyStore {
 #[uniffi::export]
 pub fn check_integrity(path: String) -> Result<bool> {
     Ok(ks::KeyStore::check_integrity(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_core_error_kind_has_its_own_case() {
+        let mut seen = Vec::new();
+        for &kind in ks::ErrorKind::ALL {
+            let case = case_of(kind).unwrap_or_else(|| panic!("{kind:?} has no case"));
+            let mapped = case(String::new());
+            let name = format!("{mapped:?}");
+            let name = name
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(!seen.contains(&name), "{kind:?} shares the case {name}");
+            seen.push(name);
+        }
+    }
+
+    #[test]
+    fn audit_limit_default_is_the_core_constant() {
+        let declared = format!(
+            "#[uniffi::method(default(since_ms = None, limit = {}))]",
+            ks::DEFAULT_AUDIT_LIMIT
+        );
+        assert!(include_str!("lib.rs").contains(&declared), "{declared}");
+        // And the Swift that repeats it: the generated method and the hand-written Date form.
+        let limit = ks::DEFAULT_AUDIT_LIMIT;
+        let generated = include_str!("../../bindings/swift/Sources/keystead/keystead.swift");
+        let generated_default = format!("limit: UInt32 = UInt32({limit})");
+        assert!(
+            generated.contains(&generated_default),
+            "{generated_default}"
+        );
+        let dates = include_str!("../../bindings/swift/Sources/keystead/KeysteadDates.swift");
+        let dates_default = format!("audit(since: Date?, limit: UInt32 = {limit})");
+        assert!(dates.contains(&dates_default), "{dates_default}");
+    }
 }

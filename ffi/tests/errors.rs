@@ -47,6 +47,7 @@ fn map_error_covers_every_core_error() {
         (Error::Io(std::io::Error::other("disk full")), "Store"),
         (Error::InsecurePermissions { mode: 0o666 }, "Store"),
         (Error::StoreReplaced, "Store"),
+        (Error::Closed, "Closed"),
     ];
     for (error, expected) in cases {
         let message = error.to_string();

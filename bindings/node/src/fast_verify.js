@@ -7,9 +7,9 @@
 //              (store, handle, value, scope, options) -> payload string or undefined, with
 //              the numbers of the result in `out`. `scope` is the only required scope when
 //              `options.scopes` is an array of one string (see requiredScope), otherwise
-//              undefined and the scopes are read from `options`. They throw what the napi-rs
-//              methods threw: wrong argument types (napi-rs's own errors), a closed store, an
-//              invalid scope;
+//              undefined and the scopes are read from `options`. They throw
+//              KEYSTEAD_INVALID_ARGUMENT for an argument of the wrong type or an invalid
+//              scope, KEYSTEAD_CLOSED for a closed store;
 //   out        the Float64Array the native functions write the numbers of the result to.
 //
 // It also wraps `create`, `rotate`, `createAsync` and `rotateAsync` so that their result

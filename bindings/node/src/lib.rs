@@ -18,7 +18,10 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use keystead::{KeyId, KeyStatus, ListFilter, NewKey, Options, Outcome, Zeroizing};
+use keystead::{
+    ErrorKind, KeyId, KeyStatus, ListFilter, NewKey, Options, Outcome, Zeroizing,
+    DEFAULT_AUDIT_LIMIT,
+};
 use napi::bindgen_prelude::{
     AsyncTask, Buffer, Either, FromNapiValue, Object, ToNapiValue, TypeName, TypeTag, ValueType,
 };
@@ -28,20 +31,10 @@ use napi_derive::napi;
 /// The error type of every method: a napi error whose status is the stable `code` string.
 type Result<T> = std::result::Result<T, napi::Error<&'static str>>;
 
-/// The stable `code` of the JS error thrown for a core error.
+/// The stable `code` of the JS error thrown for a core error: the code of its kind
+/// ([`ErrorKind::code`]), so this binding's table is core's (README's "Errors" lists each one).
 fn error_code(err: &keystead::Error) -> &'static str {
-    use keystead::Error as E;
-    match err {
-        E::InvalidArgument(_) => "KEYSTEAD_INVALID_ARGUMENT",
-        E::KeyNotFound(_) => "KEYSTEAD_KEY_NOT_FOUND",
-        E::InvalidState { .. } => "KEYSTEAD_INVALID_STATE",
-        E::WrongPepper => "KEYSTEAD_WRONG_PEPPER",
-        E::PrefixMismatch { .. } => "KEYSTEAD_PREFIX_MISMATCH",
-        E::UnsupportedVersion { .. } => "KEYSTEAD_UNSUPPORTED_VERSION",
-        // Corrupt, Locked, Storage, Io, InsecurePermissions, StoreReplaced and any variant
-        // added later: the file or engine failed (the message says which, e.g. `chmod 600`).
-        _ => "KEYSTEAD_STORE_ERROR",
-    }
+    err.kind().code()
 }
 
 /// The one mapping from core errors to JS errors. Core messages never contain key material.
@@ -49,11 +42,11 @@ fn to_js_error(err: keystead::Error) -> napi::Error<&'static str> {
     napi::Error::new(error_code(&err), err.to_string())
 }
 
-const CLOSED: &str = "KEYSTEAD_CLOSED";
-const INVALID: &str = "KEYSTEAD_INVALID_ARGUMENT";
+const INVALID: &str = ErrorKind::InvalidArgument.code();
+const STORE: &str = ErrorKind::Store.code();
 
 fn closed() -> napi::Error<&'static str> {
-    napi::Error::new(CLOSED, "the key store is closed".to_owned())
+    to_js_error(keystead::Error::Closed)
 }
 
 fn invalid(message: impl Into<String>) -> napi::Error<&'static str> {
@@ -89,7 +82,7 @@ fn to_date(time: SystemTime) -> Result<DateTime<Utc>> {
         .flatten()
         .ok_or_else(|| {
             napi::Error::new(
-                "KEYSTEAD_STORE_ERROR",
+                STORE,
                 "a time in the store is outside the range of a JavaScript Date (written by an \
                  older keystead; give the key a nearer expiry)"
                     .to_owned(),
@@ -225,7 +218,7 @@ pub struct RotateOptions {
 pub struct AuditOptions {
     /// Only entries committed at or after this time.
     pub since: Option<Option<JsDate>>,
-    /// At most this many entries, newest first (default 100).
+    /// At most this many entries, newest first (default 100, core's `DEFAULT_AUDIT_LIMIT`).
     pub limit: Option<Option<u32>>,
 }
 
@@ -443,11 +436,7 @@ fn list_filter(options: Option<ListOptions>) -> Result<ListFilter> {
     let mut filter = ListFilter::new();
     let Some(o) = options else { return Ok(filter) };
     if let Some(status) = o.status.flatten() {
-        // Not core's message: it echoes the whole input, which could be a pasted key.
-        let status = KeyStatus::parse(&status).map_err(|_| {
-            invalid("unknown status (expected active, disabled, revoked or expired)")
-        })?;
-        filter = filter.status(status);
+        filter = filter.status(core(KeyStatus::parse(&status))?);
     }
     if let Some(scope) = o.scope.flatten() {
         filter = filter.scope(scope);
@@ -689,11 +678,13 @@ impl KeyStore {
                     .flatten()
                     .map(|since| since.time("since"))
                     .transpose()?,
-                o.limit.flatten().unwrap_or(100),
+                o.limit
+                    .flatten()
+                    .map_or(DEFAULT_AUDIT_LIMIT, |limit| limit as usize),
             ),
-            None => (None, 100),
+            None => (None, DEFAULT_AUDIT_LIMIT),
         };
-        let entries = core(self.store()?.audit(since, limit as usize))?;
+        let entries = core(self.store()?.audit(since, limit))?;
         entries.into_iter().map(AuditEntry::try_from).collect()
     }
 
@@ -743,7 +734,8 @@ fn grace_of(options: Option<RotateOptions>) -> Result<Duration> {
 // So `verify` / `verifyHeader` are JavaScript functions (src/fast_verify.js, installed over
 // the napi-rs methods by `install_fast_verify`) around plain Node-API functions:
 // `verify_key_raw` / `verify_header_raw` read the arguments directly (anything unusual goes
-// through napi-rs's own conversions, so the errors stay the same), verify, write the numbers
+// through napi-rs's own conversions; a value of the wrong type is KEYSTEAD_INVALID_ARGUMENT,
+// like one of the right type out of bounds), verify, write the numbers
 // of the result into a Float64Array shared with the script and return its strings as one
 // string. The script builds the result object, and a `KeyInfo` that decodes its fields on
 // first access.
@@ -947,7 +939,7 @@ fn callback<const N: usize>(
             throw(
                 env,
                 napi::Error::new(
-                    "KEYSTEAD_STORE_ERROR",
+                    STORE,
                     "keystead: internal error (panic) in verify".to_owned(),
                 ),
             );
@@ -1056,23 +1048,34 @@ unsafe fn read_into(
     std::str::from_utf8(bytes).ok()
 }
 
-/// The text to verify: a string, or "" for null / undefined (other types: napi-rs's error).
+/// The text to verify: a string, or "" for null / undefined; any other type is
+/// `KEYSTEAD_INVALID_ARGUMENT` (`what` names the argument).
 ///
 /// # Safety
 /// `value` is a live handle of the current callback.
 unsafe fn read_text<'a>(
     env: sys::napi_env,
     value: sys::napi_value,
+    what: &str,
     buf: &'a mut [MaybeUninit<u8>; STACK_TEXT],
     heap: &'a mut String,
 ) -> Js<&'a str> {
     if let Some(text) = unsafe { read_into(env, value, buf) } {
         return Ok(text);
     }
-    // Longer strings, null / undefined, and the errors for other types.
-    let text =
-        unsafe { Option::<String>::from_napi_value(env, value) }.map_err(|e| throw(env, e))?;
-    *heap = text.unwrap_or_default();
+    // Longer strings, null / undefined, and other types.
+    match js_type(env, value).map_err(|e| throw(env, e))? {
+        sys::ValueType::napi_string => {
+            *heap = unsafe { String::from_napi_value(env, value) }.map_err(|e| throw(env, e))?;
+        }
+        sys::ValueType::napi_undefined | sys::ValueType::napi_null => heap.clear(),
+        _ => {
+            return Err(throw(
+                env,
+                invalid(format!("{what} must be a string, null or undefined")),
+            ))
+        }
+    }
     Ok(heap)
 }
 
@@ -1181,7 +1184,12 @@ unsafe fn fast_verify(
     let stack = text_buf.as_ptr_range();
     // A longer text's copy is wiped when this drops; the stack copy below, after the check.
     let mut text_heap = Zeroizing::new(String::new());
-    let text = unsafe { read_text(env, value, &mut text_buf, &mut text_heap) }?;
+    let what = if header {
+        "the Authorization value"
+    } else {
+        "the key"
+    };
+    let text = unsafe { read_text(env, value, what, &mut text_buf, &mut text_heap) }?;
     // How much of `text_buf` napi may have written: the text and its NUL, or (for a text
     // that did not fit and was read again onto the heap) all of it.
     let on_stack = stack.contains(&text.as_ptr().cast());
@@ -1209,8 +1217,19 @@ unsafe fn fast_verify(
         {
             Some(count) => &scope_array[..count],
             None => {
+                // napi-rs reads properties of any value (`5` converts as `{}`): only an
+                // object, null or undefined is options.
+                let kind = js_type(env, options).map_err(|e| throw(env, e))?;
+                if !matches!(
+                    kind,
+                    sys::ValueType::napi_object
+                        | sys::ValueType::napi_null
+                        | sys::ValueType::napi_undefined
+                ) {
+                    return Err(throw(env, invalid(VERIFY_OPTIONS)));
+                }
                 let options = unsafe { Option::<VerifyOptions>::from_napi_value(env, options) }
-                    .map_err(|e| throw(env, e))?;
+                    .map_err(|e| verify_options_error(env, e))?;
                 slow = scopes_of(options);
                 slow_strs = as_strs(&slow);
                 &slow_strs
@@ -1235,6 +1254,20 @@ unsafe fn fast_verify(
     let out = unsafe { &mut *data.cast::<[f64; slot::COUNT]>() };
     write_result(env, &checked, out)
 }
+
+/// The error for `verify` options that napi-rs could not convert: a JavaScript exception
+/// (thrown by a getter) stays pending as it is; a value of the wrong type (napi-rs's
+/// `ObjectExpected`, `ArrayExpected`, `StringExpected`) is `KEYSTEAD_INVALID_ARGUMENT`, as a
+/// bad value of the right type is.
+fn verify_options_error(env: sys::napi_env, err: napi::Error) -> Thrown {
+    if err.status == napi::Status::PendingException {
+        return throw(env, err);
+    }
+    throw(env, invalid(VERIFY_OPTIONS))
+}
+
+const VERIFY_OPTIONS: &str =
+    "verify options must be an object whose `scopes` is an array of strings, null or undefined";
 
 /// Overwrites a copy of a presented key with zeros, in writes the compiler may not drop.
 fn wipe(buf: &mut [MaybeUninit<u8>]) {
@@ -1580,6 +1613,19 @@ impl Task for UnitJob {
 mod tests {
     use super::*;
 
+    /// Every kind of core error has its code, and README's table of codes documents it.
+    #[test]
+    fn every_core_error_kind_has_a_documented_code() {
+        let readme = include_str!("../README.md");
+        for &kind in keystead::ErrorKind::ALL {
+            let row = format!("| `{}` |", kind.code());
+            assert!(readme.contains(&row), "README lacks the row {row}");
+        }
+        assert_eq!(error_code(&keystead::Error::Closed), "KEYSTEAD_CLOSED");
+        assert_eq!(closed().status, "KEYSTEAD_CLOSED");
+        assert_eq!(closed().reason, "the key store is closed");
+    }
+
     #[test]
     fn every_core_error_has_a_stable_code() {
         let id: KeyId = "000000000001".parse().unwrap();
@@ -1597,6 +1643,8 @@ mod tests {
                 keystead::Error::Io(std::io::Error::other("x")),
                 "KEYSTEAD_STORE_ERROR",
             ),
+            (keystead::Error::StoreReplaced, "KEYSTEAD_STORE_ERROR"),
+            (keystead::Error::Closed, "KEYSTEAD_CLOSED"),
         ];
         for (err, code) in cases {
             assert_eq!(error_code(&err), code);

@@ -244,7 +244,16 @@ test('rename, setMetadata, list with filters and paging', (t) => {
   assert.deepEqual([...page1, ...page2], all)
   assert.deepEqual(store.list({ limit: 0 }), [])
 
-  assert.throws(() => store.list({ status: 'sleeping' }), { code: 'KEYSTEAD_INVALID_ARGUMENT' })
+  // Core's own message, which quotes at most 12 characters of the value.
+  assert.throws(() => store.list({ status: 'sleeping' }), {
+    code: 'KEYSTEAD_INVALID_ARGUMENT',
+    message: /unknown status `sleeping`/,
+  })
+  const pasted = 'ks_0123456789abSECRETSECRETSECRET'
+  assert.throws(
+    () => store.list({ status: pasted }),
+    (e) => e.code === 'KEYSTEAD_INVALID_ARGUMENT' && !e.message.includes(pasted.slice(12)),
+  )
   assert.throws(() => store.list({ after: 'nope' }), { code: 'KEYSTEAD_INVALID_ARGUMENT' })
   assert.throws(() => store.list({ expiringWithinMs: -1 }), { code: 'KEYSTEAD_INVALID_ARGUMENT' })
 })

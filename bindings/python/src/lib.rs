@@ -2,7 +2,8 @@
 //!
 //! Thin by design: every rule lives in the core crate. This file only converts types
 //! (`datetime` <-> `SystemTime`, `timedelta` <-> `Duration`, ids as `str`), releases the GIL
-//! around every store call, and maps [`keystead::Error`] to Python exceptions in [`to_py_err`].
+//! around every store call, and maps [`keystead::Error`] to Python exceptions by its kind, in
+//! [`exception_of`].
 //! The exception classes are defined in Python (`keystead/_errors.py`) so that
 //! `InvalidArgument` can subclass both `KeysteadError` and `ValueError`.
 
@@ -13,8 +14,8 @@ use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use keystead::{
-    AuditEntry, DailyUsage, Error, KeyId, KeyInfo, KeyStatus, ListFilter, NewKey, Options,
-    Verification, Zeroizing,
+    AuditEntry, DailyUsage, Error, ErrorKind, KeyId, KeyInfo, KeyStatus, ListFilter, NewKey,
+    Options, Verification, Zeroizing, DEFAULT_AUDIT_LIMIT,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -34,27 +35,53 @@ mod errors {
     pyo3::import_exception!(keystead._errors, InvalidStateError);
     pyo3::import_exception!(keystead._errors, PrefixMismatchError);
     pyo3::import_exception!(keystead._errors, UnsupportedVersionError);
+    pyo3::import_exception!(keystead._errors, ClosedError);
 }
 
-/// The one place where core errors become Python exceptions. The message is core's own (it
-/// never contains key material).
+/// The exception class of each kind of core error: the one table. `None` for a kind this
+/// binding does not know yet (a later core), which [`to_py_err`] raises as `KeysteadError`.
+fn exception_of(kind: ErrorKind) -> Option<fn(String) -> PyErr> {
+    use ErrorKind as K;
+    Some(match kind {
+        K::InvalidArgument => errors::InvalidArgument::new_err::<String>,
+        K::KeyNotFound => errors::KeyNotFoundError::new_err::<String>,
+        K::InvalidState => errors::InvalidStateError::new_err::<String>,
+        K::WrongPepper => errors::WrongPepperError::new_err::<String>,
+        K::PrefixMismatch => errors::PrefixMismatchError::new_err::<String>,
+        K::UnsupportedVersion => errors::UnsupportedVersionError::new_err::<String>,
+        // Corrupt, Locked, Storage, Io, InsecurePermissions, StoreReplaced: the message says
+        // which.
+        K::Store => errors::StoreError::new_err::<String>,
+        K::Closed => errors::ClosedError::new_err::<String>,
+        _ => return None,
+    })
+}
+
+/// Core errors as Python exceptions, by [`exception_of`]. The message is core's own (it never
+/// contains key material).
 fn to_py_err(error: Error) -> PyErr {
-    let message = error.to_string();
-    match error {
-        Error::InvalidArgument(_) => errors::InvalidArgument::new_err(message),
-        Error::KeyNotFound(_) => errors::KeyNotFoundError::new_err(message),
-        Error::InvalidState { .. } => errors::InvalidStateError::new_err(message),
-        Error::WrongPepper => errors::WrongPepperError::new_err(message),
-        Error::PrefixMismatch { .. } => errors::PrefixMismatchError::new_err(message),
-        Error::UnsupportedVersion { .. } => errors::UnsupportedVersionError::new_err(message),
-        Error::Corrupt(_)
-        | Error::Locked(_)
-        | Error::Storage(_)
-        | Error::Io(_)
-        | Error::InsecurePermissions { .. }
-        | Error::StoreReplaced => errors::StoreError::new_err(message),
-        _ => errors::KeysteadError::new_err(message),
+    let raise = exception_of(error.kind()).unwrap_or(errors::KeysteadError::new_err::<String>);
+    raise(error.to_string())
+}
+
+/// `{code: exception class}` for every kind of core error (`keystead::ErrorKind::ALL`), built
+/// by the same table as every raised error: the tests check that each kind has its own class.
+#[pyfunction]
+fn _error_classes(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let classes = PyDict::new(py);
+    for &kind in ErrorKind::ALL {
+        let raise = exception_of(kind).unwrap_or(errors::KeysteadError::new_err::<String>);
+        classes.set_item(kind.code(), raise(String::new()).get_type(py))?;
     }
+    Ok(classes)
+}
+
+/// A scope given by the application, as UTF-8: a `str` holding a lone surrogate has none, and
+/// is `InvalidArgument` like any other scope that cannot be stored.
+fn scope_str<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
+    item.cast::<PyString>()?
+        .to_str()
+        .map_err(|_| invalid("a scope must be valid Unicode text (it holds a lone surrogate)"))
 }
 
 /// An argument the binding itself rejects (naive datetime, negative timedelta, ...).
@@ -185,7 +212,7 @@ impl FromPyObject<'_, '_> for Scopes {
         reject_single_string(obj)?;
         let scopes = obj
             .try_iter()?
-            .map(|item| item?.extract::<String>())
+            .map(|item| scope_str(&item?).map(str::to_owned))
             .collect::<PyResult<_>>()?;
         Ok(Scopes(scopes))
     }
@@ -256,14 +283,12 @@ fn with_scope_strs<'a, 'py: 'a, R>(
         let mut strs = [""; INLINE_SCOPES];
         let mut count = 0;
         for (slot, item) in strs.iter_mut().zip(items) {
-            *slot = item.cast::<PyString>()?.to_str()?;
+            *slot = scope_str(item)?;
             count += 1;
         }
         f(&strs[..count])
     } else {
-        let strs = items
-            .map(|item| item.cast::<PyString>()?.to_str())
-            .collect::<PyResult<Vec<&str>>>()?;
+        let strs = items.map(scope_str).collect::<PyResult<Vec<&str>>>()?;
         f(&strs)
     }
 }
@@ -641,7 +666,7 @@ impl PyKeyStore {
             let guard = self.store.read().unwrap_or_else(PoisonError::into_inner);
             match guard.as_ref() {
                 Some(store) => op(store),
-                None => Err(Error::Storage("the store is closed".into())),
+                None => Err(Error::Closed),
             }
         })
         .map_err(to_py_err)
@@ -831,10 +856,17 @@ impl PyKeyStore {
     fn verify(
         &self,
         py: Python<'_>,
-        key: &str,
+        key: &Bound<'_, PyString>,
         scopes: RequiredScopes<'_, '_>,
     ) -> PyResult<PyVerification> {
-        with_required_scopes(scopes, |scopes| self.run(py, |s| s.verify(key, scopes)))
+        // A str with lone surrogates has no UTF-8 form and cannot hold a key: its lossy form
+        // (replacement characters) is `malformed`, as in `verify_header`. No exception for a
+        // presented value.
+        let key = match key.to_str() {
+            Ok(key) => Cow::Borrowed(key),
+            Err(_) => key.to_string_lossy(),
+        };
+        with_required_scopes(scopes, |scopes| self.run(py, |s| s.verify(&key, scopes)))
             .map(PyVerification)
     }
 
@@ -866,7 +898,7 @@ impl PyKeyStore {
         Ok(days.into_iter().map(PyDailyUsage).collect())
     }
 
-    #[pyo3(signature = (since = None, limit = 50))]
+    #[pyo3(signature = (since = None, limit = DEFAULT_AUDIT_LIMIT))]
     fn audit(
         &self,
         py: Python<'_>,
@@ -882,7 +914,7 @@ impl PyKeyStore {
         self.run(py, keystead::KeyStore::flush)
     }
 
-    /// Flushes usage and closes the store; later calls raise `StoreError`. Closing twice is a
+    /// Flushes usage and closes the store; later calls raise `ClosedError`. Closing twice is a
     /// no-op.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| {
@@ -933,5 +965,6 @@ fn keystead_python(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyVerification>()?;
     m.add_class::<PyDailyUsage>()?;
     m.add_class::<PyAuditEntry>()?;
+    m.add_function(wrap_pyfunction!(_error_classes, m)?)?;
     Ok(())
 }

@@ -95,6 +95,10 @@ def test_verify_edge_cases(store: KeyStore) -> None:
     assert bad.www_authenticate == 'Bearer error="invalid_request"'
     assert store.verify_header("Bearer \udcff").code == "malformed"  # lone surrogate
     created = store.create("k")
+    # A presented key holding a lone surrogate (no UTF-8 form) is malformed, not an exception.
+    for presented in ("ks_\ud800", created.key[:-1] + "\ud800", created.key + "\udcff"):
+        lone = store.verify(presented)
+        assert (lone.code, lone.http_status) == ("malformed", 400)
     assert store.verify_header(b"Bearer " + created.key.encode()).ok
     assert repr(store.verify(created.key)) == (
         f"Verification(code='valid', key_id='{created.info.id}')"
@@ -123,8 +127,10 @@ def test_close(store_path: Path) -> None:
         lambda: ks.list(),
         ks.flush,
     ):
-        with pytest.raises(keystead.StoreError, match="closed"):
+        with pytest.raises(keystead.ClosedError) as raised:
             call()
+        assert type(raised.value) is keystead.ClosedError
+        assert not isinstance(raised.value, keystead.StoreError)
     ks.close()  # closing twice is fine
     # the usage counted before close was flushed by it
     with KeyStore(store_path) as again:

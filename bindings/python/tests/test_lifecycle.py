@@ -252,6 +252,18 @@ def test_audit_log(store_path: Path) -> None:
         assert len(ks.audit(since=start)) == len(entries)
 
 
+def test_audit_returns_100_entries_by_default() -> None:
+    # core's DEFAULT_AUDIT_LIMIT, the default of every binding and the CLI (it was 50 here)
+    with KeyStore("memory:") as ks:
+        key_id = ks.create("audited").info.id
+        for i in range(120):
+            ks.rename(key_id, f"audited-{i}")
+        entries = ks.audit()
+        assert len(entries) == 100
+        assert entries[0].detail == "audited-118 -> audited-119"
+        assert len(ks.audit(limit=500)) == 121
+
+
 def test_list_filters_and_paging(store: KeyStore) -> None:
     a = store.create("web-a", scopes=[SCOPE]).info
     b = store.create("web-b", scopes=["embeddings"]).info

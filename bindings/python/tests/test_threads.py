@@ -75,8 +75,10 @@ def test_close_while_other_threads_verify(store_path: Path) -> None:
             code: str
             try:
                 code = ks.verify(key).code
-            except keystead.StoreError as error:
-                code = "closed" if "closed" in str(error) else repr(error)
+            except keystead.ClosedError:
+                code = "closed"
+            except keystead.KeysteadError as error:
+                code = repr(error)
             with lock:
                 results.append(code)
             if code == "closed":

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+import keystead
 from keystead import KeyInfo, KeyStore
 
 SCOPE = "chat:completions"
@@ -192,8 +193,14 @@ def test_bad_required_scopes(store: KeyStore) -> None:
             store.verify_header(f"Bearer {key}", bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         store.verify(key, None)  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
-        store.verify(key, ["\udcff"])  # a lone surrogate has no UTF-8 form
+    # A lone surrogate has no UTF-8 form: the application's scope is an invalid argument.
+    for lone in (["\udcff"], (SCOPE, "a\ud800"), [*many(9), "\udcff"]):
+        with pytest.raises(keystead.InvalidArgument, match="lone surrogate"):
+            store.verify(key, lone)
+        with pytest.raises(keystead.InvalidArgument, match="lone surrogate"):
+            store.verify_header(f"Bearer {key}", lone)
+        with pytest.raises(keystead.InvalidArgument, match="lone surrogate"):
+            store.create("other", scopes=lone)
     with pytest.raises(TypeError, match="single string"):
         store.verify_header(f"Bearer {key}", SCOPE)
 

@@ -14,6 +14,7 @@ durations are ``timedelta``, key ids are ``str``. Every store call releases the 
 """
 
 from ._errors import (
+    ClosedError,
     InvalidArgument,
     InvalidStateError,
     KeyNotFoundError,
@@ -35,6 +36,7 @@ from ._keystead import (
 
 __all__ = [
     "AuditEntry",
+    "ClosedError",
     "CreatedKey",
     "DailyUsage",
     "InvalidArgument",

@@ -7,8 +7,13 @@ class KeysteadError(Exception):
 
 class StoreError(KeysteadError):
     """The store file failed: I/O, corruption, locked by another process, storage engine,
-    a store file others may write (``chmod 600`` fixes it), a store file replaced or removed
-    under an open store (open it again), or the store was closed."""
+    a store file others may write (``chmod 600`` fixes it), or a store file replaced or removed
+    under an open store (open it again)."""
+
+
+class ClosedError(KeysteadError):
+    """The ``KeyStore`` was closed (``close()`` or the end of its ``with`` block); open a new
+    one. Every call after ``close()`` raises it."""
 
 
 class WrongPepperError(KeysteadError):

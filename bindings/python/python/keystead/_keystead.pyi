@@ -16,7 +16,11 @@ __all__ = [
     "Verification",
     "DailyUsage",
     "AuditEntry",
+    "_error_classes",
 ]
+
+def _error_classes() -> dict[str, type[Exception]]:
+    """``{code: exception class}`` for every kind of core error (for the tests)."""
 
 _Status = Literal["active", "disabled", "revoked", "expired"]
 _Code = Literal[
@@ -145,7 +149,7 @@ class AuditEntry:
 class KeyStore:
     """A store of API keys in one file, shared by the threads and processes of a host.
 
-    Every call releases the GIL. After ``close()`` every call raises ``StoreError``.
+    Every call releases the GIL. After ``close()`` every call raises ``ClosedError``.
     """
 
     def __new__(
@@ -196,15 +200,19 @@ class KeyStore:
         """Issues a replacement; the old key keeps verifying for ``grace`` (default: none).
         A grace ending after 9999-12-31T23:59:59Z raises ``InvalidArgument``."""
     def delete(self, id: str) -> None: ...
-    def verify(self, key: str, scopes: Iterable[str] = ...) -> Verification: ...
+    def verify(self, key: str, scopes: Iterable[str] = ...) -> Verification:
+        """Checks a presented key: a bad one is a ``Verification`` (a ``str`` with lone
+        surrogates is ``malformed``), never an exception. A required scope that is not valid
+        Unicode raises ``InvalidArgument``."""
     def verify_header(
         self, value: str | bytes | None, scopes: Iterable[str] = ...
     ) -> Verification: ...
     def usage(self, id: str, since: datetime, until: datetime) -> builtins.list[DailyUsage]:
         """Daily counts for the UTC days from ``since`` to ``until`` inclusive (core's
         ``from``/``to``); flushes this handle's pending usage first."""
-    def audit(self, since: datetime | None = None, limit: int = 50) -> builtins.list[AuditEntry]:
-        """The audit log, newest first."""
+    def audit(self, since: datetime | None = None, limit: int = ...) -> builtins.list[AuditEntry]:
+        """The audit log, newest first (at most 100 entries unless ``limit`` says otherwise:
+        core's ``DEFAULT_AUDIT_LIMIT``, as in every binding and the CLI)."""
     def flush(self) -> None: ...
     def close(self) -> None: ...
     def __enter__(self) -> KeyStore: ...
