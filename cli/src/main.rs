@@ -462,6 +462,10 @@ fn open(ctx: &Ctx, options: Options) -> Result<KeyStore, Failure> {
                 " (check $KEYSTEAD_PEPPER)"
             }
             keystead::Error::WrongPepper => " (set $KEYSTEAD_PEPPER)",
+            keystead::Error::StoreNotFound => {
+                " (create one with `keystead init`, or give the path of an existing one with \
+                 --db or $KEYSTEAD_DB)"
+            }
             _ => "",
         };
         let mut failure = Failure::from(e).context(format!("cannot open {}", ctx.db.display()));
@@ -491,23 +495,10 @@ fn warn_if_readable_by_others(ctx: &Ctx) {
     }
 }
 
-/// Opens a store that must exist already; never creates or initializes a file.
+/// Opens a store that must exist already; never creates or initializes a file (the core
+/// refuses a missing or empty one with `StoreNotFound`).
 fn open_existing(ctx: &Ctx) -> Result<KeyStore, Failure> {
-    if !store_exists(ctx)? {
-        return Err(Failure::operational(format!(
-            "no store at {} (create one with `keystead init`, or give the path of an existing \
-             one with --db or $KEYSTEAD_DB)",
-            ctx.db.display()
-        )));
-    }
-    // Opening an empty file would quietly make it a new, empty store.
-    if std::fs::metadata(&ctx.db).is_ok_and(|m| m.is_file() && m.len() == 0) {
-        return Err(Failure::operational(format!(
-            "{} is an empty file, not a keystead store (`keystead init` makes it one)",
-            ctx.db.display()
-        )));
-    }
-    open(ctx, options()?)
+    open(ctx, options()?.create_if_missing(false))
 }
 
 /// A key id as given on the command line: the 12-character id. A full key is refused (it

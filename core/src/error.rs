@@ -80,6 +80,12 @@ pub enum Error {
          open the store again to use the file now at its path"
     )]
     StoreReplaced,
+    /// There is no store at the location, and the open was told not to create one
+    /// ([`Options::create_if_missing`](crate::Options::create_if_missing)`(false)`): the file is
+    /// missing or empty, or the location is `memory:` (each open of which makes a new store).
+    /// Nothing was created or written.
+    #[error("there is no store at this location, and this open does not create one")]
+    StoreNotFound,
 }
 
 /// Shorthand used throughout the crate.
