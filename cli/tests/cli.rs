@@ -816,3 +816,40 @@ fn keys_never_reach_the_store_file() {
         assert!(!everything.contains(secret_of(key)));
     }
 }
+
+#[test]
+fn check_reports_an_intact_store_and_exits_3_on_damage() {
+    let s = Sandbox::new();
+    s.create(&["--name", "a"]);
+    s.create(&["--name", "b"]);
+    let run = s.run(&["check"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("Store ") && run.stdout.contains("is intact (2 keys)"),
+        "{}",
+        run.stdout
+    );
+    let json = s.json(&["check"]);
+    assert_eq!(json["intact"], true);
+    assert_eq!(json["keys"], 2);
+
+    // Every page after the first overwritten: damage, exit 3, a message, not a crash report.
+    let bytes = std::fs::read(s.db()).unwrap();
+    let mut damaged = bytes.clone();
+    damaged[4096..].fill(0xaa);
+    std::fs::write(s.db(), &damaged).unwrap();
+    let run = s.run(&["check"]);
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert!(run.stderr.starts_with("keystead: "), "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+
+    // A file that is not a store, and no store at all (which stays absent).
+    std::fs::write(s.db(), vec![0x5a_u8; 10_000]).unwrap();
+    assert_eq!(s.run(&["check"]).code, 3);
+    std::fs::remove_file(s.db()).unwrap();
+    let run = s.run(&["check"]);
+    assert_eq!(run.code, 3);
+    assert!(run.stderr.contains("no store at"), "{}", run.stderr);
+    assert!(!s.db().exists());
+}
