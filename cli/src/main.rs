@@ -5,6 +5,7 @@
 
 mod duration;
 mod error;
+mod import;
 mod output;
 mod timefmt;
 
@@ -166,6 +167,13 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 50,
               value_parser = clap::value_parser!(u32).range(1..))]
         limit: u32,
+    },
+    /// Create many keys from a JSON Lines file, all in one transaction; print them as JSON Lines
+    Import {
+        /// One JSON object a line: {"name", "scopes", "metadata", "expires_at" | "expires_in"};
+        /// `-` reads stdin
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
     /// Check the store: the storage engine's integrity check and every key record (exit 3 on damage)
     Check,
@@ -385,6 +393,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Usage { id, days } => usage(&ctx, &id, days),
         Command::Audit { limit } => audit(&ctx, limit),
         Command::Check => check(&ctx),
+        Command::Import { file } => import::import(&ctx, &file),
         Command::Pepper {
             command: PepperCommand::Generate,
         } => pepper_generate(&ctx),
