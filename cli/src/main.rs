@@ -845,16 +845,6 @@ fn rotate(ctx: &Ctx, id: &str, grace: &DurationArg) -> Result<u8, Failure> {
     Ok(EXIT_OK)
 }
 
-/// Whether the input starts with an auth scheme and a space (`Bearer ks_...`), so it is an
-/// `Authorization` header value rather than a bare key.
-fn looks_like_header(input: &[u8]) -> bool {
-    let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    match input.iter().position(|&b| b == b' ') {
-        Some(end) if end > 0 => input[..end].iter().all(|&b| is_tchar(b)),
-        _ => false,
-    }
-}
-
 fn verify(ctx: &Ctx, scopes: &[String]) -> Result<u8, Failure> {
     let stdin = io::stdin();
     if stdin.is_terminal() && !ctx.json {
@@ -873,12 +863,16 @@ fn verify(ctx: &Ctx, scopes: &[String]) -> Result<u8, Failure> {
     }
     let required: Vec<&str> = scopes.iter().map(String::as_str).collect();
     let store = open_existing(ctx)?;
-    let check = if looks_like_header(presented) {
-        store.verify_header(presented, &required)?
-    } else {
-        // A key is ASCII: anything that is not UTF-8 is malformed either way.
-        let text = Zeroizing::new(String::from_utf8_lossy(presented).into_owned());
-        store.verify(&text, &required)?
+    // The core's header parser decides: `Bearer <token>`, another scheme or nothing at all is
+    // an `Authorization` value; anything it finds malformed (a bare key has no scheme) is
+    // checked as a bare key, which is malformed too unless it is one.
+    let check = match keystead::parse_authorization_header(presented) {
+        Ok(_) | Err(keystead::HeaderError::Missing) => store.verify_header(presented, &required)?,
+        Err(_) => {
+            // A key is ASCII: anything that is not UTF-8 is malformed either way.
+            let text = Zeroizing::new(String::from_utf8_lossy(presented).into_owned());
+            store.verify(&text, &required)?
+        }
     };
     if ctx.json {
         emit_json(&json!({

@@ -959,3 +959,32 @@ fn contains_key_shape(text: &str) -> bool {
                 .all(u8::is_ascii_alphanumeric)
     })
 }
+
+#[test]
+fn verify_reads_a_header_value_or_a_bare_key() {
+    let s = Sandbox::new();
+    let key = s.create(&["--name", "k"]);
+    let cases = [
+        (key.clone(), "valid"),
+        (format!("Bearer {key}"), "valid"),
+        (format!("bearer   {key}"), "valid"),
+        // Optional whitespace around a header value, as RFC 9110 allows.
+        (format!("\tBearer {key} "), "valid"),
+        ("Basic dXNlcjpwYXNz".to_owned(), "missing"),
+        (String::new(), "missing"),
+        ("Bearer".to_owned(), "malformed"),
+        (format!("Bearer {key} extra"), "malformed"),
+        (format!("Bearer,{key}"), "malformed"),
+        (flip_one_char(&key), "malformed"),
+    ];
+    for (input, code) in cases {
+        let run = s.verify(&input, &[]);
+        assert!(
+            run.stdout.starts_with(code),
+            "{input:?}: {} {}",
+            run.stdout,
+            run.stderr
+        );
+        assert_eq!(run.code, i32::from(code != "valid"), "{input:?}");
+    }
+}
