@@ -175,6 +175,8 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Key counts by status, the file's size and the time of the last change
+    Stats,
     /// Check the store: the storage engine's integrity check and every key record (exit 3 on damage)
     Check,
     /// Peppers (the secret mixed into every hash)
@@ -393,6 +395,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Usage { id, days } => usage(&ctx, &id, days),
         Command::Audit { limit } => audit(&ctx, limit),
         Command::Check => check(&ctx),
+        Command::Stats => stats(&ctx),
         Command::Import { file } => import::import(&ctx, &file),
         Command::Pepper {
             command: PepperCommand::Generate,
@@ -989,6 +992,55 @@ fn pepper_generate(ctx: &Ctx) -> Result<u8, Failure> {
         "Keep this pepper in a secret manager, not beside the store; set it (the printed text, \
          as is) as $KEYSTEAD_PEPPER before `keystead init`. A lost pepper cannot be recovered."
     );
+    Ok(EXIT_OK)
+}
+
+/// `keystead stats`: what an operator sizes a store by — keys by status, the file's bytes (and
+/// per key), the last change. (The storage engine's own table and page statistics stay in the
+/// benchmark driver's `diag`: nothing above the core names the engine.)
+fn stats(ctx: &Ctx) -> Result<u8, Failure> {
+    let store = open_existing(ctx)?;
+    let keys = store.list(&ListFilter::new())?;
+    let last_change = store.audit(None, 1)?.first().map(|e| e.at);
+    store.close()?;
+    let file_bytes = std::fs::metadata(&ctx.db)
+        .map_err(|e| Failure::operational(format!("cannot stat {}: {e}", ctx.db.display())))?
+        .len();
+    let mut counts = BTreeMap::new();
+    for key in &keys {
+        *counts.entry(key.status().to_string()).or_insert(0u64) += 1;
+    }
+    let count = |status: &str| counts.get(status).copied().unwrap_or(0);
+    let total = keys.len() as u64;
+    let per_key = (total > 0).then(|| file_bytes / total);
+    if ctx.json {
+        emit_json(&json!({
+            "path": ctx.db.display().to_string(),
+            "file_bytes": file_bytes,
+            "bytes_per_key": per_key,
+            "keys": {
+                "total": total,
+                "active": count("active"),
+                "disabled": count("disabled"),
+                "revoked": count("revoked"),
+                "expired": count("expired"),
+            },
+            "last_change_at": last_change.map(format_time),
+        }))?;
+    } else {
+        let per_key = per_key.map_or_else(String::new, |b| format!(", {b} per key"));
+        let last = last_change.map_or_else(|| "never".to_owned(), format_time);
+        emit(&format!(
+            "Store {}: {} ({} active, {} disabled, {} revoked, {} expired).\n\
+             File: {file_bytes} bytes{per_key}.\nLast change: {last}.\n",
+            ctx.db.display(),
+            plural(total, "key"),
+            count("active"),
+            count("disabled"),
+            count("revoked"),
+            count("expired"),
+        ))?;
+    }
     Ok(EXIT_OK)
 }
 

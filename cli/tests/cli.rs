@@ -988,3 +988,30 @@ fn verify_reads_a_header_value_or_a_bare_key() {
         assert_eq!(run.code, i32::from(code != "valid"), "{input:?}");
     }
 }
+
+#[test]
+fn stats_counts_keys_by_status_and_sizes_the_file() {
+    let s = Sandbox::new();
+    assert_eq!(s.run(&["stats"]).code, 3, "no store: exit 3");
+    assert!(!s.db().exists());
+    let a = s.create(&["--name", "a"]);
+    let b = s.create(&["--name", "b"]);
+    s.create(&["--name", "c"]);
+    s.ok(&["disable", id_of(&a)]);
+    s.ok(&["revoke", id_of(&b)]);
+    let json = s.json(&["stats"]);
+    assert_eq!(json["keys"]["total"], 3, "{json}");
+    assert_eq!(json["keys"]["active"], 1, "{json}");
+    assert_eq!(json["keys"]["disabled"], 1, "{json}");
+    assert_eq!(json["keys"]["revoked"], 1, "{json}");
+    assert_eq!(json["keys"]["expired"], 0, "{json}");
+    let size = std::fs::metadata(s.db()).unwrap().len();
+    assert_eq!(json["file_bytes"], size, "{json}");
+    assert_eq!(json["bytes_per_key"], size / 3, "{json}");
+    assert!(json["last_change_at"].is_string(), "{json}");
+    let text = s.ok(&["stats"]);
+    assert!(
+        text.contains("3 keys (1 active, 1 disabled, 1 revoked, 0 expired)"),
+        "{text}"
+    );
+}
