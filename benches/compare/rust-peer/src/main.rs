@@ -20,7 +20,8 @@
 //! `KEYSTEAD_COMPARE_ROUNDS`, `KEYSTEAD_COMPARE_ROUND_MS`.
 //!
 //! `build keystead` is also what the Python and Node drivers use to pre-fill a keystead store
-//! (their bindings have no bulk import); it writes `DIR/keystead.redb` and the sampled
+//! (so that every language verifies against a file built the same way; for real imports there
+//! are `keystead import` and the bindings' `create_many` / `createMany`); it writes `DIR/keystead.redb` and the sampled
 //! plaintext keys to `DIR/keystead.sample`. With `KEYSTEAD_COMPARE_REFRESH_BETWEEN_BATCHES`
 //! set, it verifies one key after each batch (a diagnostic of the file size: see
 //! BENCHMARKS.md).
