@@ -1015,3 +1015,34 @@ fn stats_counts_keys_by_status_and_sizes_the_file() {
         "{text}"
     );
 }
+
+/// On a terminal (a pseudo-terminal from util-linux `script`), a large import shows a progress
+/// line on stderr, and clears it; piped, there is none (see the test above).
+#[test]
+fn import_shows_progress_on_a_terminal_for_a_large_file() {
+    let s = Sandbox::new();
+    let file = s.path().join("large.jsonl");
+    let pad = "x".repeat(1000);
+    let line = |i: usize| {
+        format!("{{\"name\":\"k{i}\",\"metadata\":{{\"a\":\"{pad}\",\"b\":\"{pad}\",\"c\":\"{pad}\"}}}}\n")
+    };
+    let text: String = (0..90).map(line).collect();
+    assert!(text.len() >= 256 * 1024);
+    std::fs::write(&file, text).unwrap();
+    let command = format!(
+        "'{BIN}' --db '{}' import '{}'",
+        s.db().display(),
+        file.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(s.path())
+        .env_remove("KEYSTEAD_DB")
+        .env_remove("KEYSTEAD_PEPPER")
+        .output()
+        .expect("util-linux `script` runs");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("\rkeystead import: read "), "{shown}");
+    assert!(shown.contains("Imported 90 keys"), "{shown}");
+}
