@@ -21,6 +21,11 @@ export declare class KeyStore {
   create(options: NewKeyOptions): CreatedKey
   /** `create` off the event loop. */
   createAsync(options: NewKeyOptions): Promise<CreatedKey>
+  /**
+   * Creates many keys in one transaction: all of them, or none if any is invalid. Returns
+   * them in the same order; for imports, much faster than one `create` per key.
+   */
+  createMany(keys: Array<NewKeyOptions>): Array<CreatedKey>
   /** The key with this id, or null. */
   get(id: string): KeyInfo | null
   /** Keys matching the filter, in id order. */

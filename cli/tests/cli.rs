@@ -816,3 +816,233 @@ fn keys_never_reach_the_store_file() {
         assert!(!everything.contains(secret_of(key)));
     }
 }
+
+#[test]
+fn check_reports_an_intact_store_and_exits_3_on_damage() {
+    let s = Sandbox::new();
+    s.create(&["--name", "a"]);
+    s.create(&["--name", "b"]);
+    let run = s.run(&["check"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("Store ") && run.stdout.contains("is intact (2 keys)"),
+        "{}",
+        run.stdout
+    );
+    let json = s.json(&["check"]);
+    assert_eq!(json["intact"], true);
+    assert_eq!(json["keys"], 2);
+
+    // Every page after the first overwritten: damage, exit 3, a message, not a crash report.
+    let bytes = std::fs::read(s.db()).unwrap();
+    let mut damaged = bytes.clone();
+    damaged[4096..].fill(0xaa);
+    std::fs::write(s.db(), &damaged).unwrap();
+    let run = s.run(&["check"]);
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert!(run.stderr.starts_with("keystead: "), "{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+
+    // A file that is not a store, and no store at all (which stays absent).
+    std::fs::write(s.db(), vec![0x5a_u8; 10_000]).unwrap();
+    assert_eq!(s.run(&["check"]).code, 3);
+    std::fs::remove_file(s.db()).unwrap();
+    let run = s.run(&["check"]);
+    assert_eq!(run.code, 3);
+    assert!(run.stderr.contains("no store at"), "{}", run.stderr);
+    assert!(!s.db().exists());
+}
+
+#[test]
+fn import_creates_every_key_of_a_json_lines_file_in_order() {
+    let s = Sandbox::new();
+    let file = s.path().join("users.jsonl");
+    std::fs::write(
+        &file,
+        "{\"name\":\"alice\",\"scopes\":[\"read\",\"write\"],\"metadata\":{\"team\":\"a\"}}\n\
+         \n\
+         {\"name\":\"bob\",\"expires_in\":\"30d\",\"scopes\":null}\n\
+         {\"name\":\"carol\",\"expires_at\":\"2099-01-01T00:00:00Z\"}\n",
+    )
+    .unwrap();
+    let run = s.run(&["import", file.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("Imported 3 keys"), "{}", run.stderr);
+    assert!(!contains_key_shape(&run.stderr), "{}", run.stderr);
+    // JSON Lines: one object per key, in input order, with exactly id, name and key.
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let names: Vec<&str> = lines.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["alice", "bob", "carol"]);
+    for line in &lines {
+        let fields: BTreeSet<&str> = line
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(fields, BTreeSet::from(["id", "name", "key"]), "{line}");
+        let key = line["key"].as_str().unwrap();
+        assert!(is_key_shape(key), "{key}");
+        assert_eq!(line["id"], id_of(key));
+    }
+    let alice = lines[0]["key"].as_str().unwrap();
+    assert_eq!(s.verify(alice, &["write"]).code, 0);
+    assert_eq!(s.verify(lines[1]["key"].as_str().unwrap(), &[]).code, 0);
+    assert_eq!(s.verify(lines[2]["key"].as_str().unwrap(), &[]).code, 0);
+    let bob = s.json(&["show", lines[1]["id"].as_str().unwrap()]);
+    assert!(bob["expires_at"].is_string(), "{bob}");
+    let alice = s.json(&["show", lines[0]["id"].as_str().unwrap()]);
+    assert_eq!(alice["metadata"]["team"], "a");
+
+    // From stdin with `-`; piped stderr gets no progress line.
+    let run = s.run_with(&["import", "-"], Some("{\"name\":\"dave\"}\n"), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 1);
+    assert!(!run.stderr.contains('\r'), "{:?}", run.stderr);
+    assert_eq!(s.json(&["list"]).as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn import_with_a_bad_line_creates_nothing_and_names_the_line() {
+    let s = Sandbox::new();
+    let key = "ks_".to_owned() + &"A".repeat(61);
+    let bad_lines = [
+        ("{\"name\":\"y\",\"scopes\":[\"a b\"]}", "line 3"),
+        ("{\"name\":\"y\",\"scopes\":\"a\"}", "line 3"),
+        ("{\"nme\":\"y\"}", "line 3"),
+        ("{\"name\":\"y\"", "line 3"),
+        ("[\"y\"]", "line 3"),
+        ("{\"name\":\"y\",\"expires_in\":\"1w\"}", "line 3"),
+        ("{\"name\":\"y\",\"expires_at\":\"2001-01-01\"}", "line 3"),
+        // A key where a name belongs is refused and never echoed.
+        (&format!("{{\"name\":\"{key}\"}}") as &str, "line 3"),
+        (
+            &format!("{{\"name\":\"y\",\"metadata\":{{\"k\":\"{key}\"}}}}"),
+            "line 3",
+        ),
+        (&format!("{{\"{key}\":1}}"), "line 3"),
+    ];
+    for (bad, line) in bad_lines {
+        let input = format!("{{\"name\":\"a\"}}\n{{\"name\":\"b\"}}\n{bad}\n{{\"name\":\"c\"}}\n");
+        let run = s.run_with(&["import", "-"], Some(&input), &[]);
+        assert_eq!(run.code, 2, "{bad}: {}", run.stderr);
+        assert!(run.stderr.contains(line), "{bad}: {}", run.stderr);
+        assert!(!run.stderr.contains(&key[3..20]), "{}", run.stderr);
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+        assert!(!s.db().exists(), "{bad}: a store was created");
+    }
+    // Into an existing store: nothing is added either.
+    s.create(&["--name", "existing"]);
+    let run = s.run_with(
+        &["import", "-"],
+        Some("{\"name\":\"a\"}\n{\"name\":\"\"}\n"),
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("line 2"), "{}", run.stderr);
+    assert_eq!(s.json(&["list"]).as_array().unwrap().len(), 1);
+    // A missing file is exit 3.
+    assert_eq!(s.run(&["import", "no-such-file.jsonl"]).code, 3);
+}
+
+/// Whether `text` holds `ks_` and 61 base62 characters.
+fn contains_key_shape(text: &str) -> bool {
+    text.match_indices("ks_").any(|(i, _)| {
+        text.len() >= i + 64
+            && text.as_bytes()[i + 3..i + 64]
+                .iter()
+                .all(u8::is_ascii_alphanumeric)
+    })
+}
+
+#[test]
+fn verify_reads_a_header_value_or_a_bare_key() {
+    let s = Sandbox::new();
+    let key = s.create(&["--name", "k"]);
+    let cases = [
+        (key.clone(), "valid"),
+        (format!("Bearer {key}"), "valid"),
+        (format!("bearer   {key}"), "valid"),
+        // Optional whitespace around a header value, as RFC 9110 allows.
+        (format!("\tBearer {key} "), "valid"),
+        ("Basic dXNlcjpwYXNz".to_owned(), "missing"),
+        (String::new(), "missing"),
+        ("Bearer".to_owned(), "malformed"),
+        (format!("Bearer {key} extra"), "malformed"),
+        (format!("Bearer,{key}"), "malformed"),
+        (flip_one_char(&key), "malformed"),
+    ];
+    for (input, code) in cases {
+        let run = s.verify(&input, &[]);
+        assert!(
+            run.stdout.starts_with(code),
+            "{input:?}: {} {}",
+            run.stdout,
+            run.stderr
+        );
+        assert_eq!(run.code, i32::from(code != "valid"), "{input:?}");
+    }
+}
+
+#[test]
+fn stats_counts_keys_by_status_and_sizes_the_file() {
+    let s = Sandbox::new();
+    assert_eq!(s.run(&["stats"]).code, 3, "no store: exit 3");
+    assert!(!s.db().exists());
+    let a = s.create(&["--name", "a"]);
+    let b = s.create(&["--name", "b"]);
+    s.create(&["--name", "c"]);
+    s.ok(&["disable", id_of(&a)]);
+    s.ok(&["revoke", id_of(&b)]);
+    let json = s.json(&["stats"]);
+    assert_eq!(json["keys"]["total"], 3, "{json}");
+    assert_eq!(json["keys"]["active"], 1, "{json}");
+    assert_eq!(json["keys"]["disabled"], 1, "{json}");
+    assert_eq!(json["keys"]["revoked"], 1, "{json}");
+    assert_eq!(json["keys"]["expired"], 0, "{json}");
+    let size = std::fs::metadata(s.db()).unwrap().len();
+    assert_eq!(json["file_bytes"], size, "{json}");
+    assert_eq!(json["bytes_per_key"], size / 3, "{json}");
+    assert!(json["last_change_at"].is_string(), "{json}");
+    let text = s.ok(&["stats"]);
+    assert!(
+        text.contains("3 keys (1 active, 1 disabled, 1 revoked, 0 expired)"),
+        "{text}"
+    );
+}
+
+/// On a terminal (a pseudo-terminal from util-linux `script`), a large import shows a progress
+/// line on stderr, and clears it; piped, there is none (see the test above).
+#[test]
+fn import_shows_progress_on_a_terminal_for_a_large_file() {
+    let s = Sandbox::new();
+    let file = s.path().join("large.jsonl");
+    let pad = "x".repeat(1000);
+    let line = |i: usize| {
+        format!("{{\"name\":\"k{i}\",\"metadata\":{{\"a\":\"{pad}\",\"b\":\"{pad}\",\"c\":\"{pad}\"}}}}\n")
+    };
+    let text: String = (0..90).map(line).collect();
+    assert!(text.len() >= 256 * 1024);
+    std::fs::write(&file, text).unwrap();
+    let command = format!(
+        "'{BIN}' --db '{}' import '{}'",
+        s.db().display(),
+        file.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(s.path())
+        .env_remove("KEYSTEAD_DB")
+        .env_remove("KEYSTEAD_PEPPER")
+        .output()
+        .expect("util-linux `script` runs");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(shown.contains("\rkeystead import: read "), "{shown}");
+    assert!(shown.contains("Imported 90 keys"), "{shown}");
+}

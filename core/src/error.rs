@@ -81,6 +81,12 @@ pub enum Error {
          open the store again to use the file now at its path"
     )]
     StoreReplaced,
+    /// There is no store at the location, and the open was told not to create one
+    /// ([`Options::create_if_missing`](crate::Options::create_if_missing)`(false)`): the file is
+    /// missing or empty, or the location is `memory:` (each open of which makes a new store).
+    /// Nothing was created or written.
+    #[error("there is no store at this location, and this open does not create one")]
+    StoreNotFound,
     /// The handle was closed. Core's [`KeyStore::close`](crate::KeyStore::close) consumes the
     /// store, so core itself never returns this: bindings whose handle outlives `close` (every
     /// language binding) return it for each later call, so that a closed store is one error,
@@ -114,7 +120,7 @@ pub enum ErrorKind {
     UnsupportedVersion,
     /// The file or the storage engine failed: [`Error::Corrupt`], [`Error::Locked`],
     /// [`Error::Storage`], [`Error::Io`], [`Error::InsecurePermissions`],
-    /// [`Error::StoreReplaced`].
+    /// [`Error::StoreReplaced`], [`Error::StoreNotFound`].
     Store,
     /// The handle was closed ([`Error::Closed`]).
     Closed,
@@ -173,7 +179,8 @@ impl Error {
             | Error::Storage(_)
             | Error::Io(_)
             | Error::InsecurePermissions { .. }
-            | Error::StoreReplaced => ErrorKind::Store,
+            | Error::StoreReplaced
+            | Error::StoreNotFound => ErrorKind::Store,
             Error::Closed => ErrorKind::Closed,
         }
     }
@@ -215,6 +222,7 @@ mod tests {
             Error::Io(std::io::Error::other("x")),
             Error::InsecurePermissions { mode: 0o666 },
             Error::StoreReplaced,
+            Error::StoreNotFound,
             Error::Closed,
         ]
     }

@@ -68,6 +68,7 @@ pub struct Options {
     flush_interval: Duration,
     record_cache_entries: usize,
     actor: Option<String>,
+    create_if_missing: bool,
 }
 
 impl Default for Options {
@@ -80,6 +81,7 @@ impl Default for Options {
             flush_interval: Duration::from_secs(1),
             record_cache_entries: 65_536,
             actor: None,
+            create_if_missing: true,
         }
     }
 }
@@ -143,6 +145,13 @@ impl Options {
         self.actor = Some(actor.into());
         self
     }
+    /// Whether [`KeyStore::open`] creates a store where there is none (the default, `true`).
+    /// With `false` it only opens an existing store: a missing or empty file (or `memory:`) is
+    /// [`Error::StoreNotFound`] and no file is created or written — for tools that must never make a store by mistake at a mistyped path.
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
+    }
 }
 
 impl fmt::Debug for Options {
@@ -155,6 +164,7 @@ impl fmt::Debug for Options {
             .field("flush_interval", &self.flush_interval)
             .field("record_cache_entries", &self.record_cache_entries)
             .field("actor", &self.actor)
+            .field("create_if_missing", &self.create_if_missing)
             .finish()
     }
 }
@@ -565,6 +575,8 @@ impl KeyStore {
     /// - [`Error::WrongPepper`] if the pepper is not the one the store was created with;
     /// - [`Error::UnsupportedVersion`] for a store written by a newer keystead;
     /// - [`Error::Corrupt`] for a file that is not a keystead store;
+    /// - [`Error::StoreNotFound`] with [`Options::create_if_missing`]`(false)` where there is
+    ///   no store (nothing is created);
     /// - [`Error::Io`], [`Error::Locked`], [`Error::Storage`] for failures of the file.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<KeyStore> {
         if let Some(actor) = &options.actor {
@@ -597,14 +609,22 @@ impl KeyStore {
             (META_GENERATION, &generation),
             (META_CREATED_AT, &created),
         ];
+        let create = options.create_if_missing;
         let backend: Box<dyn Backend> = match location {
-            Location::File(path) => {
-                Box::new(RedbFile::open(path, options.cache_size, &initial_meta)?)
-            }
+            Location::File(path) => Box::new(RedbFile::open(
+                path,
+                options.cache_size,
+                &initial_meta,
+                create,
+            )?),
+            Location::Memory if !create => return Err(Error::StoreNotFound),
             Location::Memory => Box::new(Memory::new()),
         };
         // A redb file with no tables at all (not made by keystead) becomes a store in place.
         if backend.is_new()? {
+            if !create {
+                return Err(Error::StoreNotFound);
+            }
             backend.initialize(&initial_meta)?;
         }
         let mut snapshot = backend.snapshot()?;

@@ -228,3 +228,46 @@ fn errors_display_without_key_material() {
         Outcome::Revoked
     );
 }
+
+#[test]
+fn create_if_missing_false_opens_only_an_existing_store() {
+    let (dir, path) = temp();
+    let only_open = || options().create_if_missing(false);
+
+    // Missing: a typed error, and no file appears (nor a temporary one beside it).
+    let err = KeyStore::open(&path, only_open()).unwrap_err();
+    assert!(matches!(err, Error::StoreNotFound), "{err:?}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    // An empty file stays empty.
+    std::fs::write(&path, b"").unwrap();
+    let err = KeyStore::open(&path, only_open()).unwrap_err();
+    assert!(matches!(err, Error::StoreNotFound), "{err:?}");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    std::fs::remove_file(&path).unwrap();
+
+    // A dangling link: its target is not made.
+    #[cfg(unix)]
+    {
+        let link = dir.path().join("link.redb");
+        let target = dir.path().join("target.redb");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = KeyStore::open(&link, only_open()).unwrap_err();
+        assert!(matches!(err, Error::StoreNotFound), "{err:?}");
+        assert!(!target.exists());
+        std::fs::remove_file(&link).unwrap();
+    }
+
+    // `memory:` has no existing store to open.
+    let err = KeyStore::open("memory:", only_open()).unwrap_err();
+    assert!(matches!(err, Error::StoreNotFound), "{err:?}");
+
+    // An existing store opens as usual; the default still creates.
+    let created = KeyStore::open(&path, options())
+        .unwrap()
+        .create(NewKey::new("x"))
+        .unwrap();
+    let store = KeyStore::open(&path, only_open()).unwrap();
+    assert!(store.verify(created.key(), &[]).unwrap().is_valid());
+    assert!(!Error::StoreNotFound.to_string().is_empty());
+}

@@ -256,7 +256,7 @@
     }),
   })
 
-  // The results of create / rotate (and their async variants) hide the plaintext key from
+  // The results of create / rotate / createMany (and the async variants) hide the plaintext key from
   // util.inspect / console.log and JSON.stringify, which show `key: '[redacted]'`, while
   // `created.key` (and destructuring) still reads it. `key` is non-enumerable, so spreading
   // or Object.assign does not copy it either.
@@ -297,6 +297,16 @@
           return redactCreated(native.apply(this, args))
         },
       }[name]),
+    )
+  }
+  {
+    const native = proto.createMany
+    Object.defineProperty(
+      proto,
+      'createMany',
+      method(function createMany(...args) {
+        return native.apply(this, args).map(redactCreated)
+      }),
     )
   }
   for (const name of ['createAsync', 'rotateAsync']) {

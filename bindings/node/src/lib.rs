@@ -520,6 +520,15 @@ impl KeyStore {
         }))
     }
 
+    /// Creates many keys in one transaction: all of them, or none if any is invalid. Returns
+    /// them in the same order; for imports, much faster than one `create` per key.
+    #[napi(catch_unwind)]
+    pub fn create_many(&self, keys: Vec<NewKeyOptions>) -> Result<Vec<CreatedKey>> {
+        let batch = keys.into_iter().map(new_key).collect::<Result<Vec<_>>>()?;
+        let created = core(self.store()?.create_many(batch))?;
+        created.into_iter().map(CreatedKey::try_from).collect()
+    }
+
     /// The key with this id, or null.
     #[napi(catch_unwind)]
     pub fn get(&self, id: String) -> Result<Option<KeyInfo>> {

@@ -96,6 +96,7 @@ test('the created key redacts itself in util.inspect and JSON, .key stays readab
   const rotated = check(store.rotate(created.info.id, { graceMs: 1000 }))
   check(await store.createAsync({ name: 'async' }))
   check(await store.rotateAsync(rotated.info.id))
+  for (const many of store.createMany([{ name: 'many-a' }, { name: 'many-b' }])) check(many)
   // What console.log prints is util.inspect's output (checked above).
 })
 

@@ -460,3 +460,35 @@ test('close() while an async task is pending still flushes and finishes the task
     reopened.close()
   }
 })
+
+test('createMany creates every key in order in one transaction, or none', (t) => {
+  const store = KeyStore.open(tempStorePath())
+  t.after(() => store.close())
+  const later = new Date(Date.now() + 30 * 86_400_000)
+  const created = store.createMany([
+    { name: 'alice', scopes: ['read', 'write'], metadata: { team: 'a' } },
+    { name: 'bob', expiresAt: later },
+    { name: 'carol', scopes: null, metadata: null, expiresAt: null },
+  ])
+  assert.deepEqual(
+    created.map((c) => c.info.name),
+    ['alice', 'bob', 'carol'],
+  )
+  assert.deepEqual(created[0].info.scopes, ['read', 'write'])
+  assert.deepEqual(created[0].info.metadata, { team: 'a' })
+  assert.ok(Math.abs(created[1].info.expiresAt.getTime() - later.getTime()) < 1000)
+  for (const c of created) assert.equal(store.verify(c.key).ok, true)
+  assert.deepEqual(store.createMany([]), [])
+
+  // One invalid entry: an error, and nothing is created.
+  const before = store.list().length
+  assert.throws(
+    () => store.createMany([{ name: 'ok' }, { name: 'x', scopes: ['a b'] }]),
+    { code: 'KEYSTEAD_INVALID_ARGUMENT' },
+  )
+  assert.throws(() => store.createMany([{ name: 'ok' }, { name: '' }]), {
+    code: 'KEYSTEAD_INVALID_ARGUMENT',
+  })
+  assert.throws(() => store.createMany([{ name: 'ok' }, { scopes: ['a'] }]))
+  assert.equal(store.list().length, before)
+})

@@ -644,6 +644,55 @@ impl PyAuditEntry {
     }
 }
 
+/// One item of `create_many`: a mapping of `create`'s keyword arguments.
+fn new_key_from_mapping(item: &Bound<'_, PyAny>, index: usize) -> PyResult<NewKey> {
+    let Ok(mapping) = item.cast::<PyMapping>() else {
+        return Err(PyTypeError::new_err(format!(
+            "create_many: item {index} is not a mapping (a dict with name, scopes, metadata, \
+             expires_at)"
+        )));
+    };
+    let mut name = None;
+    let (mut scopes, mut metadata, mut expires_at) = (None, None, None);
+    for entry in mapping.items()?.iter() {
+        let (field, value): (String, Bound<'_, PyAny>) = entry.extract()?;
+        match field.as_str() {
+            "name" => name = Some(value.extract::<String>()?),
+            "scopes" => scopes = Some(value.extract::<Scopes>()?),
+            "metadata" if value.is_none() => {}
+            "metadata" => metadata = Some(value.extract::<Metadata>()?),
+            "expires_at" if value.is_none() => {}
+            "expires_at" => expires_at = Some(value.extract::<Timestamp>()?),
+            _ => {
+                // A field name is echoed only when short: a long one may be a pasted key.
+                let shown = if field.chars().count() <= 16 {
+                    format!(" `{}`", field.escape_debug())
+                } else {
+                    String::new()
+                };
+                return Err(invalid(format!(
+                    "create_many: item {index} has an unknown field{shown} (expected name, \
+                     scopes, metadata, expires_at)"
+                )));
+            }
+        }
+    }
+    let Some(name) = name else {
+        return Err(invalid(format!("create_many: item {index} has no name")));
+    };
+    let mut new = NewKey::new(name);
+    if let Some(Scopes(scopes)) = scopes {
+        new = new.scopes(scopes);
+    }
+    if let Some(Metadata(metadata)) = metadata {
+        new = new.metadata(metadata);
+    }
+    if let Some(Timestamp(at)) = expires_at {
+        new = new.expires_at(at);
+    }
+    Ok(new)
+}
+
 // ---- the store ----
 
 /// A store of API keys in one file. Thread-safe; every call releases the GIL.
@@ -751,6 +800,26 @@ impl PyKeyStore {
             new = new.expires_at(at);
         }
         self.run(py, |s| s.create(new)).map(PyCreatedKey::from)
+    }
+
+    /// Creates many keys in one transaction: all of them, or none if any is invalid. Each item
+    /// is a mapping with `create`'s arguments: `name` (required), `scopes`, `metadata`,
+    /// `expires_at`. Returns the created keys in the same order.
+    fn create_many(&self, py: Python<'_>, keys: Bound<'_, PyAny>) -> PyResult<Vec<PyCreatedKey>> {
+        if keys.is_instance_of::<PyString>()
+            || keys.is_instance_of::<PyBytes>()
+            || keys.cast::<PyMapping>().is_ok()
+        {
+            return Err(PyTypeError::new_err(
+                "create_many takes an iterable (e.g. a list) of mappings, one per key",
+            ));
+        }
+        let mut batch = Vec::new();
+        for (index, item) in keys.try_iter()?.enumerate() {
+            batch.push(new_key_from_mapping(&item?, index)?);
+        }
+        let created = self.run(py, |s| s.create_many(batch))?;
+        Ok(created.into_iter().map(PyCreatedKey::from).collect())
     }
 
     fn get(&self, py: Python<'_>, id: &str) -> PyResult<Option<PyKeyInfo>> {

@@ -208,3 +208,44 @@ def test_plaintext_key_never_reaches_the_file(store_path: Path) -> None:
         assert secret.encode() not in data
         assert key[3 + 12 :].encode() not in data
     assert pepper not in data
+
+
+def test_create_many_creates_all_in_order_or_none(store: KeyStore) -> None:
+    later = datetime.now(timezone.utc) + timedelta(days=30)
+    created = store.create_many(
+        [
+            {"name": "alice", "scopes": ["read", "write"], "metadata": {"team": "a"}},
+            {"name": "bob", "expires_at": later},
+            {"name": "carol", "scopes": (), "metadata": None, "expires_at": None},
+        ]
+    )
+    assert [c.info.name for c in created] == ["alice", "bob", "carol"]
+    assert created[0].info.scopes == ("read", "write")
+    assert created[0].info.metadata == {"team": "a"}
+    assert created[1].info.expires_at is not None
+    for c in created:
+        assert store.verify(c.key).ok
+        assert c.key not in repr(c)
+    assert store.create_many([]) == []
+
+    # One bad item: nothing is created.
+    before = len(store.list())
+    bad_items: list[list[dict[str, object]]] = [
+        [{"name": "ok"}, {"name": "x", "scopes": ["a b"]}],
+        [{"name": "ok"}, {"scopes": ["a"]}],
+        [{"name": "ok"}, {"name": "x", "nmae": "typo"}],
+        [{"name": "ok"}, {"name": ""}],
+    ]
+    for items in bad_items:
+        with pytest.raises(keystead.InvalidArgument):
+            store.create_many(items)
+    with pytest.raises(TypeError):
+        store.create_many([{"name": "ok"}, "not a mapping"])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        store.create_many({"name": "a single mapping"})  # type: ignore[dict-item]
+    assert len(store.list()) == before
+
+    # A key pasted as a field name is not echoed.
+    with pytest.raises(keystead.InvalidArgument) as refused:
+        store.create_many([{"name": "x", created[0].key: 1}])
+    assert created[0].key not in str(refused.value)

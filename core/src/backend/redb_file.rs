@@ -135,14 +135,23 @@ fn refuse_symlink_at_creation(path: &Path) -> Result<()> {
 impl RedbFile {
     /// Opens the store at `path`. A missing or empty file is first built complete — every
     /// table plus `meta` — in a temporary file beside it and then moved into place, so a crash
-    /// or a full disk during creation never leaves a half-made store behind.
-    pub(crate) fn open(path: &Path, cache_size: usize, meta: &[(&str, &[u8])]) -> Result<Self> {
+    /// or a full disk during creation never leaves a half-made store behind. Without `create`,
+    /// a missing or empty file is `Error::StoreNotFound` and nothing is made.
+    pub(crate) fn open(
+        path: &Path,
+        cache_size: usize,
+        meta: &[(&str, &[u8])],
+        create: bool,
+    ) -> Result<Self> {
         let size = match std::fs::metadata(path) {
             Ok(m) => Some(m.len()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::Io(e)),
         };
         if size.is_none_or(|len| len == 0) {
+            if !create {
+                return Err(Error::StoreNotFound);
+            }
             refuse_symlink_at_creation(path)?;
             create_atomically(path, size == Some(0), meta)?;
         }

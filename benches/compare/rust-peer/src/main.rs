@@ -20,7 +20,8 @@
 //! `KEYSTEAD_COMPARE_ROUNDS`, `KEYSTEAD_COMPARE_ROUND_MS`.
 //!
 //! `build keystead` is also what the Python and Node drivers use to pre-fill a keystead store
-//! (their bindings have no bulk import); it writes `DIR/keystead.redb` and the sampled
+//! (so that every language verifies against a file built the same way; for real imports there
+//! are `keystead import` and the bindings' `create_many` / `createMany`); it writes `DIR/keystead.redb` and the sampled
 //! plaintext keys to `DIR/keystead.sample`. With `KEYSTEAD_COMPARE_REFRESH_BETWEEN_BATCHES`
 //! set, it verifies one key after each batch (a diagnostic of the file size: see
 //! BENCHMARKS.md).
@@ -433,12 +434,28 @@ fn run(c: &Config) -> Result<(), String> {
     result
 }
 
-fn run_in(c: &Config, dir: &Path) -> Result<(), String> {
-    let mut results: Vec<(String, String)> = Vec::new();
-    let mut put = |k: &str, v: String| {
+/// The `RESULT` lines printed so far, kept for the summary.
+#[derive(Default)]
+struct Results(Vec<(String, String)>);
+
+impl Results {
+    /// Prints `RESULT rust.KEY=VALUE` (for `run.sh`) and keeps the value.
+    fn put(&mut self, k: &str, v: String) {
         println!("RESULT rust.{k}={v}");
-        results.push((k.to_owned(), v));
-    };
+        self.0.push((k.to_owned(), v));
+    }
+
+    fn get(&self, k: &str) -> Option<String> {
+        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    fn num(&self, k: &str) -> Option<f64> {
+        self.get(k).and_then(|v| v.parse::<f64>().ok())
+    }
+}
+
+fn run_in(c: &Config, dir: &Path) -> Result<(), String> {
+    let mut results = Results::default();
     eprintln!(
         "keystead-compare: N={} keys, sample {}, {} rounds of {} ms, in {}",
         c.n,
@@ -447,9 +464,45 @@ fn run_in(c: &Config, dir: &Path) -> Result<(), String> {
         c.round.as_millis(),
         dir.display()
     );
-    put("n", c.n.to_string());
+    results.put("n", c.n.to_string());
+    let small_dir = dir.join("small");
+    import_both(c, dir, &small_dir, &mut results)?;
+    serve_rss(c, dir, &mut results)?;
 
-    // 1. Imports, each in its own process (one run each: at 1M keys a run takes a while).
+    let ks_sample = read_sample(dir, "keystead")?;
+    let peer_sample = read_sample(dir, "peer")?;
+    let store = KeyStore::open(keystead_path(dir), Options::new()).map_err(|e| e.to_string())?;
+    let conn = peer::open(&peer_path(dir)).map_err(|e| e.to_string())?;
+    let verifier = std::cell::RefCell::new(peer::Verifier::new(&conn).map_err(|e| e.to_string())?);
+    let samples = Samples {
+        keystead: &ks_sample,
+        peer: &peer_sample,
+    };
+    verify_valid(c, dir, &small_dir, &store, &verifier, samples, &mut results)?;
+    verify_typos(c, &store, &verifier, samples, &mut results);
+    drop(verifier);
+    drop(conn);
+    threads(c, &store, &ks_sample, &mut results);
+    store.close().map_err(|e| e.to_string())?;
+    print_summary(c, &results);
+    Ok(())
+}
+
+/// The sampled plaintext keys of each side.
+#[derive(Clone, Copy)]
+struct Samples<'a> {
+    keystead: &'a [String],
+    peer: &'a [String],
+}
+
+/// Step 1: imports, each in its own process (one run each: at 1M keys a run takes a while), and the
+/// second, small keystead store.
+fn import_both(
+    c: &Config,
+    dir: &Path,
+    small_dir: &Path,
+    results: &mut Results,
+) -> Result<(), String> {
     eprintln!(
         "importing {} keys into keystead (create_many, batches of {BATCH}) ...",
         c.n
@@ -462,21 +515,20 @@ fn run_in(c: &Config, dir: &Path) -> Result<(), String> {
     let peer_build = spawn("build", "peer", c, dir)?;
     for (side, m) in [("keystead", &ks_build), ("peer", &peer_build)] {
         let bytes: f64 = m["file_bytes"].parse().unwrap_or(0.0);
-        put(
+        results.put(
             &format!("{side}.import_keys_per_s"),
             m["import_keys_per_s"].clone(),
         );
-        put(&format!("{side}.file_bytes"), m["file_bytes"].clone());
-        put(
+        results.put(&format!("{side}.file_bytes"), m["file_bytes"].clone());
+        results.put(
             &format!("{side}.bytes_per_key"),
             format!("{:.1}", bytes / c.n as f64),
         );
         if let Some(h) = m.get("vm_hwm_kib") {
-            put(&format!("{side}.import_peak_rss_kib"), h.clone());
+            results.put(&format!("{side}.import_peak_rss_kib"), h.clone());
         }
     }
 
-    let small_dir = dir.join("small");
     if c.small_n > 0 {
         eprintln!(
             "importing {} keys into a second, small keystead store ...",
@@ -487,35 +539,44 @@ fn run_in(c: &Config, dir: &Path) -> Result<(), String> {
             sample: c.sample.min(c.small_n),
             ..c.clone()
         };
-        spawn("build", "keystead", &small, &small_dir)?;
+        spawn("build", "keystead", &small, small_dir)?;
     }
+    Ok(())
+}
 
-    // 2. A verify-only process per side: the peak RSS a server holding N keys would have.
+/// Step 2: a verify-only process per side: the peak RSS a server holding N keys would have.
+fn serve_rss(c: &Config, dir: &Path, results: &mut Results) -> Result<(), String> {
     eprintln!("verify-only child processes (peak RSS) ...");
     for side in ["keystead", "peer"] {
         let m = spawn("serve", side, c, dir)?;
         if let Some(h) = m.get("vm_hwm_kib") {
-            put(&format!("{side}.serve_peak_rss_kib"), h.clone());
+            results.put(&format!("{side}.serve_peak_rss_kib"), h.clone());
         }
     }
+    Ok(())
+}
 
-    // 3. Verify throughput, single thread, interleaved.
-    let ks_sample = read_sample(dir, "keystead")?;
-    let peer_sample = read_sample(dir, "peer")?;
-    let store = KeyStore::open(keystead_path(dir), Options::new()).map_err(|e| e.to_string())?;
+/// Step 3: verify throughput of valid keys, single thread, interleaved: keystead with and without
+/// its record cache, the peer, and the small keystead store.
+fn verify_valid(
+    c: &Config,
+    dir: &Path,
+    small_dir: &Path,
+    store: &KeyStore,
+    verifier: &std::cell::RefCell<peer::Verifier<'_>>,
+    samples: Samples<'_>,
+    results: &mut Results,
+) -> Result<(), String> {
+    let (ks_sample, peer_sample) = (samples.keystead, samples.peer);
     let uncached = KeyStore::open(keystead_path(dir), Options::new().record_cache_entries(0))
         .map_err(|e| e.to_string())?;
-    let conn = peer::open(&peer_path(dir)).map_err(|e| e.to_string())?;
-    let verifier = std::cell::RefCell::new(peer::Verifier::new(&conn).map_err(|e| e.to_string())?);
     let small = if c.small_n > 0 {
         let store =
-            KeyStore::open(keystead_path(&small_dir), Options::new()).map_err(|e| e.to_string())?;
-        Some((store, read_sample(&small_dir, "keystead")?))
+            KeyStore::open(keystead_path(small_dir), Options::new()).map_err(|e| e.to_string())?;
+        Some((store, read_sample(small_dir, "keystead")?))
     } else {
         None
     };
-    let ks_typos: Vec<String> = ks_sample.iter().map(|k| typo(k)).collect();
-    let peer_typos: Vec<String> = peer_sample.iter().map(|k| typo(k)).collect();
 
     eprintln!("verify, valid keys, 1 thread ({} rounds) ", c.rounds);
     let mut contestants = vec![
@@ -557,51 +618,62 @@ fn run_in(c: &Config, dir: &Path) -> Result<(), String> {
     let names: Vec<&str> = contestants.iter().map(|c| c.name).collect();
     drop(contestants);
     for ((name, r), rc) in names.iter().zip(&rates).zip(&cpu) {
-        put(&format!("{name}.verify_per_s"), format!("{:.0}", median(r)));
-        put(
+        results.put(&format!("{name}.verify_per_s"), format!("{:.0}", median(r)));
+        results.put(
             &format!("{name}.verify_ns"),
             format!("{:.0}", 1e9 / median(r)),
         );
-        put(
+        results.put(
             &format!("{name}.verify_per_cpu_s"),
             format!("{:.0}", median(rc)),
         );
-        put(
+        results.put(
             &format!("{name}.verify_cpu_ns"),
             format!("{:.0}", 1e9 / median(rc)),
         );
     }
-    put(
+    results.put(
         "ratio.verify",
         format!("{:.2}", ratio_median(&rates[0], &rates[2])),
     );
-    put(
+    results.put(
         "ratio.verify_uncached",
         format!("{:.2}", ratio_median(&rates[1], &rates[2])),
     );
-    put(
+    results.put(
         "ratio.verify_cpu",
         format!("{:.2}", ratio_median(&cpu[0], &cpu[2])),
     );
-    put(
+    results.put(
         "ratio.verify_uncached_cpu",
         format!("{:.2}", ratio_median(&cpu[1], &cpu[2])),
     );
     if small.is_some() {
-        put("keystead_small.n", c.small_n.to_string());
+        results.put("keystead_small.n", c.small_n.to_string());
         // > 1 means verify at N keys is slower than at small_n keys.
-        put(
+        results.put(
             "ratio.verify_ns_n_over_small",
             format!("{:.2}", ratio_median(&rates[3], &rates[0])),
         );
-        put(
+        results.put(
             "ratio.verify_cpu_ns_n_over_small",
             format!("{:.2}", ratio_median(&cpu[3], &cpu[0])),
         );
     }
     drop(small);
+    Ok(())
+}
 
-    // 4. A one-character typo: keystead rejects it by checksum; the peer must look it up.
+/// Step 4: a one-character typo: keystead rejects it by checksum; the peer must look it up.
+fn verify_typos(
+    c: &Config,
+    store: &KeyStore,
+    verifier: &std::cell::RefCell<peer::Verifier<'_>>,
+    samples: Samples<'_>,
+    results: &mut Results,
+) {
+    let ks_typos: Vec<String> = samples.keystead.iter().map(|k| typo(k)).collect();
+    let peer_typos: Vec<String> = samples.peer.iter().map(|k| typo(k)).collect();
     eprintln!(
         "verify, one-character typo, 1 thread ({} rounds) ",
         c.rounds
@@ -626,32 +698,31 @@ fn run_in(c: &Config, dir: &Path) -> Result<(), String> {
     ];
     let (typo_rates, typo_cpu) = interleaved(c.rounds, c.round, &mut contestants);
     drop(contestants);
-    put(
+    results.put(
         "keystead.typo_per_s",
         format!("{:.0}", median(&typo_rates[0])),
     );
-    put("peer.typo_per_s", format!("{:.0}", median(&typo_rates[1])));
-    put(
+    results.put("peer.typo_per_s", format!("{:.0}", median(&typo_rates[1])));
+    results.put(
         "ratio.typo",
         format!("{:.2}", ratio_median(&typo_rates[0], &typo_rates[1])),
     );
-    put(
+    results.put(
         "keystead.typo_per_cpu_s",
         format!("{:.0}", median(&typo_cpu[0])),
     );
-    put(
+    results.put(
         "peer.typo_per_cpu_s",
         format!("{:.0}", median(&typo_cpu[1])),
     );
-    put(
+    results.put(
         "ratio.typo_cpu",
         format!("{:.2}", ratio_median(&typo_cpu[0], &typo_cpu[1])),
     );
-    drop(verifier);
-    drop(conn);
-    drop(uncached);
+}
 
-    // 5. keystead, 1 vs 2 threads, interleaved.
+/// Step 5: keystead, 1 vs 2 threads, interleaved, next to a share-nothing HMAC control.
+fn threads(c: &Config, store: &KeyStore, ks_sample: &[String], results: &mut Results) {
     eprintln!("keystead verify, 1 vs 2 threads ({} rounds) ", c.rounds);
     // Each thread also reads its own CPU time, so a shortfall can be told apart: contention in
     // keystead (less work per CPU-second) or a busy machine (fewer CPU-seconds per second).
@@ -675,55 +746,26 @@ fn run_in(c: &Config, dir: &Path) -> Result<(), String> {
         secret[..8].copy_from_slice(&(i as u64).to_le_bytes());
         black_box(peer::mac(black_box(&[7u8; 16]), &secret));
     };
-    let threaded = |threads: usize, op: &(dyn Fn(usize, usize) + Sync)| -> (f64, f64, f64) {
-        let deadline = Instant::now() + c.round;
-        let start = Instant::now();
-        let (total, cpu): (usize, f64) = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    s.spawn(move || {
-                        let cpu_start = thread_cpu_secs();
-                        let mut done = 0usize;
-                        loop {
-                            for _ in 0..64 {
-                                op(t, done);
-                                done += 1;
-                            }
-                            if Instant::now() >= deadline {
-                                return (done, thread_cpu_secs() - cpu_start);
-                            }
-                        }
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("thread"))
-                .fold((0, 0.0), |(n, c), (dn, dc)| (n + dn, c + dc))
-        });
-        let wall = start.elapsed().as_secs_f64();
-        (total as f64 / wall, total as f64 / cpu, cpu / wall)
-    };
     let (mut one, mut two) = (Vec::new(), Vec::new());
     let (mut ctl_one, mut ctl_two) = (Vec::new(), Vec::new());
     let (mut same_one, mut same_two) = (Vec::new(), Vec::new());
-    threaded(1, &verify_op);
-    threaded(1, &control_op);
+    threaded(c.round, 1, &verify_op);
+    threaded(c.round, 1, &control_op);
     for r in 0..c.rounds {
         if r % 2 == 0 {
-            one.push(threaded(1, &verify_op));
-            two.push(threaded(2, &verify_op));
-            ctl_one.push(threaded(1, &control_op));
-            ctl_two.push(threaded(2, &control_op));
-            same_one.push(threaded(1, &same_key_op));
-            same_two.push(threaded(2, &same_key_op));
+            one.push(threaded(c.round, 1, &verify_op));
+            two.push(threaded(c.round, 2, &verify_op));
+            ctl_one.push(threaded(c.round, 1, &control_op));
+            ctl_two.push(threaded(c.round, 2, &control_op));
+            same_one.push(threaded(c.round, 1, &same_key_op));
+            same_two.push(threaded(c.round, 2, &same_key_op));
         } else {
-            same_two.push(threaded(2, &same_key_op));
-            same_one.push(threaded(1, &same_key_op));
-            ctl_two.push(threaded(2, &control_op));
-            ctl_one.push(threaded(1, &control_op));
-            two.push(threaded(2, &verify_op));
-            one.push(threaded(1, &verify_op));
+            same_two.push(threaded(c.round, 2, &same_key_op));
+            same_one.push(threaded(c.round, 1, &same_key_op));
+            ctl_two.push(threaded(c.round, 2, &control_op));
+            ctl_one.push(threaded(c.round, 1, &control_op));
+            two.push(threaded(c.round, 2, &verify_op));
+            one.push(threaded(c.round, 1, &verify_op));
         }
         eprint!(".");
     }
@@ -731,87 +773,124 @@ fn run_in(c: &Config, dir: &Path) -> Result<(), String> {
     let col = |v: &[(f64, f64, f64)], i: usize| -> Vec<f64> {
         v.iter().map(|t| [t.0, t.1, t.2][i]).collect()
     };
-    put(
+    results.put(
         "keystead.verify_1t_per_s",
         format!("{:.0}", median(&col(&one, 0))),
     );
-    put(
+    results.put(
         "keystead.verify_2t_per_s",
         format!("{:.0}", median(&col(&two, 0))),
     );
-    put(
+    results.put(
         "ratio.threads_2_over_1",
         format!("{:.2}", ratio_median(&col(&two, 0), &col(&one, 0))),
     );
     // Verifies per CPU-second of the verifying threads, and how many CPUs they got.
-    put(
+    results.put(
         "keystead.verify_1t_per_cpu_s",
         format!("{:.0}", median(&col(&one, 1))),
     );
-    put(
+    results.put(
         "keystead.verify_2t_per_cpu_s",
         format!("{:.0}", median(&col(&two, 1))),
     );
-    put(
+    results.put(
         "keystead.cpus_used_1t",
         format!("{:.2}", median(&col(&one, 2))),
     );
-    put(
+    results.put(
         "keystead.cpus_used_2t",
         format!("{:.2}", median(&col(&two, 2))),
     );
     // Work per CPU-second, 2 threads over 1: keystead, and the share-nothing control.
-    put(
+    results.put(
         "ratio.threads_per_cpu_2_over_1",
         format!("{:.2}", ratio_median(&col(&two, 1), &col(&one, 1))),
     );
-    put(
+    results.put(
         "control.hmac_1t_per_s",
         format!("{:.0}", median(&col(&ctl_one, 0))),
     );
-    put(
+    results.put(
         "control.hmac_2t_per_s",
         format!("{:.0}", median(&col(&ctl_two, 0))),
     );
-    put(
+    results.put(
         "ratio.control_threads_2_over_1",
         format!("{:.2}", ratio_median(&col(&ctl_two, 0), &col(&ctl_one, 0))),
     );
-    put(
+    results.put(
         "ratio.control_threads_per_cpu_2_over_1",
         format!("{:.2}", ratio_median(&col(&ctl_two, 1), &col(&ctl_one, 1))),
     );
-    put(
+    results.put(
         "control.cpus_used_2t",
         format!("{:.2}", median(&col(&ctl_two, 2))),
     );
-    put(
+    results.put(
         "keystead.same_key_1t_per_s",
         format!("{:.0}", median(&col(&same_one, 0))),
     );
-    put(
+    results.put(
         "keystead.same_key_2t_per_s",
         format!("{:.0}", median(&col(&same_two, 0))),
     );
-    put(
+    results.put(
         "ratio.same_key_threads_2_over_1",
         format!(
             "{:.2}",
             ratio_median(&col(&same_two, 0), &col(&same_one, 0))
         ),
     );
-    put(
+    results.put(
         "ratio.same_key_threads_per_cpu_2_over_1",
         format!(
             "{:.2}",
             ratio_median(&col(&same_two, 1), &col(&same_one, 1))
         ),
     );
-    store.close().map_err(|e| e.to_string())?;
+}
 
-    // Human-readable summary.
-    let get = |k: &str| results.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let num = |k: &str| get(k).and_then(|v| v.parse::<f64>().ok());
+/// Runs `op` on `threads` threads for `round`; returns operations per second of wall time, per
+/// second of the threads' CPU time, and the CPUs they got (CPU time over wall time).
+fn threaded(
+    round: Duration,
+    threads: usize,
+    op: &(dyn Fn(usize, usize) + Sync),
+) -> (f64, f64, f64) {
+    let deadline = Instant::now() + round;
+    let start = Instant::now();
+    let (total, cpu): (usize, f64) = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let cpu_start = thread_cpu_secs();
+                    let mut done = 0usize;
+                    loop {
+                        for _ in 0..64 {
+                            op(t, done);
+                            done += 1;
+                        }
+                        if Instant::now() >= deadline {
+                            return (done, thread_cpu_secs() - cpu_start);
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .fold((0, 0.0), |(n, c), (dn, dc)| (n + dn, c + dc))
+    });
+    let wall = start.elapsed().as_secs_f64();
+    (total as f64 / wall, total as f64 / cpu, cpu / wall)
+}
+
+/// The human-readable summary of every result.
+fn print_summary(c: &Config, results: &Results) {
+    let get = |k: &str| results.get(k);
+    let num = |k: &str| results.num(k);
     let mib = |k: &str| {
         num(k)
             .map(|v| format!("{:.1} MiB", v / 1024.0))
@@ -970,7 +1049,6 @@ fn run_in(c: &Config, dir: &Path) -> Result<(), String> {
     ) {
         println!("  (work per CPU-second, 2 threads / 1 thread: keystead {k:.2}, share-nothing control {ctl:.2})");
     }
-    Ok(())
 }
 
 /// CPU time of the calling thread, in seconds.

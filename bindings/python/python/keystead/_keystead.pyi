@@ -175,6 +175,10 @@ class KeyStore:
         metadata: Mapping[str, str] | None = None,
         expires_at: datetime | None = None,
     ) -> CreatedKey: ...
+    def create_many(self, keys: Iterable[Mapping[str, object]]) -> builtins.list[CreatedKey]:
+        """Creates many keys in one transaction: all of them, or none if any is invalid. Each
+        item is a mapping of ``create``'s arguments (``name`` required; ``scopes``,
+        ``metadata``, ``expires_at``); the keys come back in the same order."""
     def get(self, id: str) -> KeyInfo | None: ...
     def list(
         self,
