@@ -18,6 +18,25 @@ const USAGE_DAY: TableDefinition<'static, (u64, u32), u64> = TableDefinition::ne
 const AUDIT: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("audit");
 
 /// Maps every redb error to the crate's error; the only place redb errors are seen.
+/// Runs `op`, turning a panic inside the storage engine into `Error::Corrupt`. redb panics
+/// (`unreachable!`, "Invalid page type", slice bounds) on some damaged pages instead of
+/// returning an error; a damaged store must be an error for the caller, never a crash of the
+/// host process (core/tests/damaged_pages.rs). Every entry from `store.rs` into redb goes
+/// through here; on the no-panic path it costs nothing measurable.
+fn guard<T>(op: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)).unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no detail".to_owned());
+        Err(Error::Corrupt(format!(
+            "the storage engine failed on the store file, which is damaged ({})",
+            crate::model::truncate_for_message(&why)
+        )))
+    })
+}
+
 fn map_err(err: impl Into<redb::Error>) -> Error {
     match err.into() {
         // redb reports a file that is not a database (bad magic number) as invalid data.
@@ -155,7 +174,7 @@ impl RedbFile {
             refuse_symlink_at_creation(path)?;
             create_atomically(path, size == Some(0), meta)?;
         }
-        let (db, identity) = open_db(path, cache_size)?;
+        let (db, identity) = guard(|| open_db(path, cache_size))?;
         Ok(RedbFile {
             path: path.to_owned(),
             cache_size,
@@ -301,59 +320,67 @@ fn create_private_file(path: &Path) -> Result<()> {
 
 impl Backend for RedbFile {
     fn is_new(&self) -> Result<bool> {
-        self.retry(|db| {
-            let txn = db.begin_read()?;
-            let mut tables = txn.list_tables()?;
-            Ok(tables.next().is_none())
+        guard(|| {
+            self.retry(|db| {
+                let txn = db.begin_read()?;
+                let mut tables = txn.list_tables()?;
+                Ok(tables.next().is_none())
+            })
         })
     }
 
     fn initialize(&self, meta: &[(&str, &[u8])]) -> Result<bool> {
-        let txn = self.db().begin_write().map_err(map_err)?;
-        {
-            let mut table = txn.open_table(META).map_err(map_err)?;
-            if !table.is_empty().map_err(map_err)? {
-                return Ok(false);
+        guard(|| {
+            let txn = self.db().begin_write().map_err(map_err)?;
+            {
+                let mut table = txn.open_table(META).map_err(map_err)?;
+                if !table.is_empty().map_err(map_err)? {
+                    return Ok(false);
+                }
+                for (name, value) in meta {
+                    table.insert(*name, *value).map_err(map_err)?;
+                }
             }
-            for (name, value) in meta {
-                table.insert(*name, *value).map_err(map_err)?;
-            }
-        }
-        txn.open_table(KEYS).map_err(map_err)?;
-        txn.open_table(USAGE_TOTAL).map_err(map_err)?;
-        txn.open_table(USAGE_DAY).map_err(map_err)?;
-        txn.open_table(AUDIT).map_err(map_err)?;
-        txn.commit().map_err(map_err)?;
-        Ok(true)
+            txn.open_table(KEYS).map_err(map_err)?;
+            txn.open_table(USAGE_TOTAL).map_err(map_err)?;
+            txn.open_table(USAGE_DAY).map_err(map_err)?;
+            txn.open_table(AUDIT).map_err(map_err)?;
+            txn.commit().map_err(map_err)?;
+            Ok(true)
+        })
     }
 
     fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
-        self.ensure_same_file()?;
-        self.retry(|db| {
-            let txn = db.begin_read()?;
-            let keys = txn.open_table(KEYS)?;
-            Ok(Box::new(RedbSnapshot { txn, keys }) as Box<dyn Snapshot>)
+        guard(|| {
+            self.ensure_same_file()?;
+            self.retry(|db| {
+                let txn = db.begin_read()?;
+                let keys = txn.open_table(KEYS)?;
+                Ok(Box::new(RedbSnapshot { txn, keys }) as Box<dyn Snapshot>)
+            })
         })
     }
 
     fn write(&self, body: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()> {
-        self.ensure_same_file()?;
-        // Retrying after a latched error runs `body` again on a fresh transaction; the failed
-        // one committed nothing.
-        self.retry(|db| {
-            let txn = db.begin_write()?;
-            let mut write = RedbWrite { txn };
-            match body(&mut write) {
-                Ok(()) => Ok(write.txn.commit()?),
-                Err(e) => {
-                    let _ = write.txn.abort();
-                    Err(RetryableError::Other(e))
+        guard(|| {
+            self.ensure_same_file()?;
+            // Retrying after a latched error runs `body` again on a fresh transaction; the failed
+            // one committed nothing.
+            self.retry(|db| {
+                let txn = db.begin_write()?;
+                let mut write = RedbWrite { txn };
+                match body(&mut write) {
+                    Ok(()) => Ok(write.txn.commit()?),
+                    Err(e) => {
+                        let _ = write.txn.abort();
+                        Err(RetryableError::Other(e))
+                    }
                 }
-            }
-        })?;
-        // A commit that raced with a replacement of the file went to the old file, which no
-        // new handle reads: report it as failed rather than done.
-        self.ensure_same_file()
+            })?;
+            // A commit that raced with a replacement of the file went to the old file, which no
+            // new handle reads: report it as failed rather than done.
+            self.ensure_same_file()
+        })
     }
 }
 
@@ -371,30 +398,34 @@ pub(crate) fn inspect<T>(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::Io(e)),
     }
-    let db = match Database::builder()
-        .set_cache_size(1 << 20)
-        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-        .open_read_only(path)
-    {
-        Ok(db) => db,
-        // Needs a repair only a writable open can make; the writable open checks again.
-        Err(redb::DatabaseError::RepairAborted) => return Ok(None),
-        Err(e) => return Err(map_err(e)),
-    };
-    let txn = db.begin_read().map_err(map_err)?;
-    let keys = txn.open_table(KEYS).map_err(map_err)?;
-    let snapshot = RedbSnapshot { txn, keys };
-    check(&snapshot).map(Some)
+    guard(|| {
+        let db = match Database::builder()
+            .set_cache_size(1 << 20)
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .open_read_only(path)
+        {
+            Ok(db) => db,
+            // Needs a repair only a writable open can make; the writable open checks again.
+            Err(redb::DatabaseError::RepairAborted) => return Ok(None),
+            Err(e) => return Err(map_err(e)),
+        };
+        let txn = db.begin_read().map_err(map_err)?;
+        let keys = txn.open_table(KEYS).map_err(map_err)?;
+        let snapshot = RedbSnapshot { txn, keys };
+        check(&snapshot).map(Some)
+    })
 }
 
 /// Runs redb's integrity check on a store file that no other handle in this process has open.
 pub(crate) fn check_file_integrity(path: &Path) -> Result<bool> {
-    let mut db = Database::builder()
-        .set_cache_size(4 << 20)
-        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-        .open(path)
-        .map_err(map_err)?;
-    db.check_integrity().map_err(map_err)
+    guard(|| {
+        let mut db = Database::builder()
+            .set_cache_size(4 << 20)
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .open(path)
+            .map_err(map_err)?;
+        db.check_integrity().map_err(map_err)
+    })
 }
 
 struct RedbSnapshot {
@@ -406,19 +437,25 @@ impl Snapshot for RedbSnapshot {}
 
 impl Read for RedbSnapshot {
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let table = self.txn.open_table(META).map_err(map_err)?;
-        let value = table.get(name).map_err(map_err)?;
-        Ok(value.map(|v| v.value().to_vec()))
+        guard(|| {
+            let table = self.txn.open_table(META).map_err(map_err)?;
+            let value = table.get(name).map_err(map_err)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
     }
 
     fn key(&self, id: u64) -> Result<Option<Vec<u8>>> {
-        let value = self.keys.get(id).map_err(map_err)?;
-        Ok(value.map(|v| v.value().to_vec()))
+        guard(|| {
+            let value = self.keys.get(id).map_err(map_err)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
     }
 
     fn key_head(&self, id: u64, head: &mut [u8]) -> Result<Option<usize>> {
-        let value = self.keys.get(id).map_err(map_err)?;
-        Ok(value.map(|v| copy_head(v.value(), head)))
+        guard(|| {
+            let value = self.keys.get(id).map_err(map_err)?;
+            Ok(value.map(|v| copy_head(v.value(), head)))
+        })
     }
 
     fn scan_keys(
@@ -426,25 +463,31 @@ impl Read for RedbSnapshot {
         after: Option<u64>,
         visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
     ) -> Result<()> {
-        scan_keys(&self.keys, after, visit)
+        guard(|| scan_keys(&self.keys, after, visit))
     }
 
     fn usage_total(&self, id: u64) -> Result<Option<UsageTotal>> {
-        let table = self.txn.open_table(USAGE_TOTAL).map_err(map_err)?;
-        usage_total(&table, id)
+        guard(|| {
+            let table = self.txn.open_table(USAGE_TOTAL).map_err(map_err)?;
+            usage_total(&table, id)
+        })
     }
 
     fn usage_days(&self, id: u64, from: u32, to: u32) -> Result<Vec<(u32, u64)>> {
-        let table = self.txn.open_table(USAGE_DAY).map_err(map_err)?;
-        usage_days(&table, id, from, to)
+        guard(|| {
+            let table = self.txn.open_table(USAGE_DAY).map_err(map_err)?;
+            usage_days(&table, id, from, to)
+        })
     }
 
     fn scan_audit_newest_first(
         &self,
         visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
     ) -> Result<()> {
-        let table = self.txn.open_table(AUDIT).map_err(map_err)?;
-        scan_audit(&table, visit)
+        guard(|| {
+            let table = self.txn.open_table(AUDIT).map_err(map_err)?;
+            scan_audit(&table, visit)
+        })
     }
 }
 
