@@ -753,7 +753,7 @@ impl KeyStore {
             None => Ok(None),
             Some(bytes) => Ok(Some(info_of(
                 &*snapshot,
-                &Record::decode(&bytes, self.inner.hasher.record_key())?,
+                &decode_stored(id.as_u64(), &bytes, &self.inner.hasher)?,
             )?)),
         }
     }
@@ -775,9 +775,9 @@ impl KeyStore {
             return Ok(out);
         }
         let mut error = None;
-        let record_key = self.inner.hasher.record_key();
-        snapshot.scan_keys(filter.after.map(KeyId::as_u64), &mut |_, bytes| {
-            let record = Record::decode(bytes, record_key)?;
+        let hasher = &self.inner.hasher;
+        snapshot.scan_keys(filter.after.map(KeyId::as_u64), &mut |id, bytes| {
+            let record = decode_stored(id, bytes, hasher)?;
             let status = KeyStatus::of(record.state, record.expires_at, now);
             let keep = filter.status.is_none_or(|s| s == status)
                 && filter
@@ -1214,7 +1214,19 @@ fn fill(rng: &SystemRandom, out: &mut [u8]) -> Result<()> {
 
 fn load(txn: &dyn Txn, hasher: &Hasher, id: KeyId) -> Result<Record> {
     let bytes = txn.key(id.as_u64())?.ok_or(Error::KeyNotFound(id))?;
-    Record::decode(&bytes, hasher.record_key())
+    decode_stored(id.as_u64(), &bytes, hasher)
+}
+
+/// Decodes the record stored under table key `id`, which must be the id inside it
+/// (docs/storage.md): a record copied under another key is `Corrupt`, not another key's data.
+fn decode_stored(id: u64, bytes: &[u8], hasher: &Hasher) -> Result<Record> {
+    let record = Record::decode(bytes, hasher.record_key())?;
+    if record.id != id {
+        return Err(Error::Corrupt(
+            "key record: stored id does not match".into(),
+        ));
+    }
+    Ok(record)
 }
 
 fn refuse_if_revoked(record: &Record, operation: &'static str) -> Result<()> {

@@ -857,3 +857,47 @@ fn pepper_bounds_and_binary_peppers() {
     let s = KeyStore::open(&path, options().pepper(pepper)).unwrap();
     assert!(s.verify(k.key(), &[]).unwrap().is_valid());
 }
+
+/// docs/storage.md: a record's id must equal its table key. A record copied under another key
+/// (by someone who can write the file) is `Corrupt` for every admin read and write, and never
+/// makes the other key valid.
+#[test]
+fn a_record_stored_under_another_id_is_corrupt() {
+    let (_dir, path) = temp();
+    let s = KeyStore::open(&path, options()).unwrap();
+    let a = s.create(NewKey::new("a")).unwrap();
+    let b = s.create(NewKey::new("b")).unwrap();
+    s.close().unwrap();
+    {
+        let db = redb_db(&path);
+        let txn = db.begin_write().unwrap();
+        {
+            let def: redb::TableDefinition<'_, u64, &[u8]> = redb::TableDefinition::new("keys");
+            let mut table = txn.open_table(def).unwrap();
+            let bytes = table
+                .get(id_u64(a.key()))
+                .unwrap()
+                .unwrap()
+                .value()
+                .to_vec();
+            table.insert(id_u64(b.key()), bytes.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let s = KeyStore::open(&path, options()).unwrap();
+    let id = b.info().id();
+    assert!(matches!(s.get(id), Err(Error::Corrupt(_))));
+    assert!(matches!(s.list(&ListFilter::new()), Err(Error::Corrupt(_))));
+    assert!(matches!(s.revoke(id), Err(Error::Corrupt(_))));
+    for key in [a.key(), b.key()] {
+        let verdict = s.verify(key, &[]);
+        assert!(
+            !matches!(&verdict, Ok(v) if v.is_valid() && v.key_id() == Some(id)),
+            "{verdict:?}"
+        );
+    }
+    assert!(
+        s.verify(a.key(), &[]).unwrap().is_valid(),
+        "a's own record is intact"
+    );
+}
