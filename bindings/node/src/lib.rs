@@ -338,21 +338,6 @@ pub struct Verification {
     pub www_authenticate: Option<String>,
 }
 
-impl TryFrom<keystead::Verification> for Verification {
-    type Error = napi::Error<&'static str>;
-
-    fn try_from(check: keystead::Verification) -> Result<Self> {
-        Ok(Verification {
-            ok: check.is_valid(),
-            code: check.code().to_owned(),
-            key: check.key().map(info).transpose()?,
-            key_id: check.key_id().map(|id| id.to_string()),
-            http_status: u32::from(check.http_status()),
-            www_authenticate: check.www_authenticate(),
-        })
-    }
-}
-
 /// Successful verifications of a key on one UTC day.
 #[napi(object, object_from_js = false)]
 pub struct DailyUsage {
@@ -626,10 +611,12 @@ impl KeyStore {
         core(self.store()?.delete(key_id(&id)?))
     }
 
-    // `verify` and `verifyHeader` are declared here for index.d.ts; when the addon loads,
-    // `install_fast_verify` replaces both on the prototype with the faster versions of
-    // src/fast_verify.js (same arguments, errors and results, but `key` is decoded lazily).
-    // These bodies are the straightforward equivalent and run only if that never happened.
+    // `verify` and `verifyHeader` are declared here only so that napi-rs writes them (and
+    // `Verification`) into index.d.ts. Their bodies never run: `install_fast_verify` is the
+    // addon's `module_exports` hook, so it replaces both on the prototype with those of
+    // src/fast_verify.js before any JavaScript sees the class, in every environment, and if it
+    // fails the `require` fails. (test/verification.test.js checks that the prototype's
+    // methods are the script's.)
 
     /// Verifies a bare key (e.g. from an `x-api-key` header; null/undefined is `missing`).
     /// Synchronous and read-only: a valid use is counted in memory and flushed later.
@@ -639,11 +626,8 @@ impl KeyStore {
         key: Option<String>,
         options: Option<VerifyOptions>,
     ) -> Result<Verification> {
-        // This copy of the presented key is wiped on drop.
-        let key = Zeroizing::new(key.unwrap_or_default());
-        let scopes = scopes_of(options);
-        let check = core(self.store()?.verify(&key, &as_strs(&scopes)))?;
-        Verification::try_from(check)
+        drop((Zeroizing::new(key), options));
+        Err(replaced_method())
     }
 
     /// Verifies an `Authorization` header value (`Bearer <key>`); null/undefined is missing.
@@ -653,14 +637,8 @@ impl KeyStore {
         value: Option<String>,
         options: Option<VerifyOptions>,
     ) -> Result<Verification> {
-        // This copy of the header (and so of the key) is wiped on drop.
-        let value = Zeroizing::new(value.unwrap_or_default());
-        let scopes = scopes_of(options);
-        let check = core(
-            self.store()?
-                .verify_header(value.as_str(), &as_strs(&scopes)),
-        )?;
-        Verification::try_from(check)
+        drop((Zeroizing::new(value), options));
+        Err(replaced_method())
     }
 
     /// Daily successful verifications for the UTC days from `from` to `to` inclusive.
@@ -727,6 +705,15 @@ impl KeyStore {
     }
 }
 
+/// The error of a napi-rs `verify` / `verifyHeader` body, which `install_fast_verify` always
+/// replaces (see there): reaching it is a bug in this binding.
+fn replaced_method() -> napi::Error<&'static str> {
+    napi::Error::new(
+        STORE,
+        "keystead: internal error: the Node binding's verify was not installed".to_owned(),
+    )
+}
+
 fn grace_of(options: Option<RotateOptions>) -> Result<Duration> {
     millis(
         "graceMs",
@@ -751,7 +738,7 @@ fn grace_of(options: Option<RotateOptions>) -> Result<Duration> {
 
 /// Slots of the Float64Array shared with src/fast_verify.js (the same names there).
 mod slot {
-    /// Index into [`super::CODES`].
+    /// Index into [`super::OUTCOMES`].
     pub const CODE: usize = 0;
     pub const HTTP_STATUS: usize = 1;
     /// Index into [`super::WWW`], or -1: the payload starts with the value.
@@ -773,29 +760,91 @@ mod slot {
     pub const ID_LEN: usize = 11;
     pub const NAME_LEN: usize = 12;
     pub const COUNT: usize = 13;
+    /// Every slot by the name src/fast_verify.js gives it (see `super::tables_json`).
+    pub const NAMES: [(&str, usize); COUNT] = [
+        ("CODE", CODE),
+        ("HTTP_STATUS", HTTP_STATUS),
+        ("WWW_KIND", WWW_KIND),
+        ("WWW_LEN", WWW_LEN),
+        ("HAS_KEY", HAS_KEY),
+        ("STATUS", STATUS),
+        ("CREATED", CREATED),
+        ("UPDATED", UPDATED),
+        ("EXPIRES", EXPIRES),
+        ("LAST_USED", LAST_USED),
+        ("USE_COUNT", USE_COUNT),
+        ("ID_LEN", ID_LEN),
+        ("NAME_LEN", NAME_LEN),
+    ];
 }
 
-/// Verification codes, indexed by `slot::CODE` (the same table in src/fast_verify.js).
-const CODES: [&str; 8] = [
-    "valid",
-    "missing",
-    "malformed",
-    "not_found",
-    "disabled",
-    "revoked",
-    "expired",
-    "insufficient_scope",
+/// The outcomes, indexed by `slot::CODE`; src/fast_verify.js gets their codes
+/// (`Outcome::as_str`) from [`tables_json`].
+const OUTCOMES: [Outcome; 8] = [
+    Outcome::Valid,
+    Outcome::Missing,
+    Outcome::Malformed,
+    Outcome::NotFound,
+    Outcome::Disabled,
+    Outcome::Revoked,
+    Outcome::Expired,
+    Outcome::InsufficientScope,
 ];
-/// Key statuses, indexed by `slot::STATUS` (the same table in src/fast_verify.js).
-const STATUSES: [&str; 4] = ["active", "disabled", "revoked", "expired"];
-/// The constant `WWW-Authenticate` values, indexed by `slot::WWW_KIND` (the same table in
-/// src/fast_verify.js); any other value travels in the payload.
+/// Key statuses, indexed by `slot::STATUS` (names from `KeyStatus::as_str`, see [`tables_json`]).
+const STATUSES: [KeyStatus; 4] = [
+    KeyStatus::Active,
+    KeyStatus::Disabled,
+    KeyStatus::Revoked,
+    KeyStatus::Expired,
+];
+/// The constant `WWW-Authenticate` values, indexed by `slot::WWW_KIND` (handed to
+/// src/fast_verify.js by [`tables_json`]); any other value travels in the payload.
 const WWW: [Option<&str>; 4] = [
     None,
     Some("Bearer"),
     Some("Bearer error=\"invalid_request\""),
     Some("Bearer error=\"invalid_token\""),
 ];
+
+/// The `tables` argument of src/fast_verify.js, JSON: `codes`, `statuses` and `www` (the
+/// tables above, as the strings core gives) and `slots` (name to index of [`slot`]). The
+/// script has no copy of its own.
+fn tables_json() -> String {
+    let mut json = String::from("{\"codes\":[");
+    for (i, outcome) in OUTCOMES.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        push_json_string(&mut json, outcome.as_str());
+    }
+    json.push_str("],\"statuses\":[");
+    for (i, status) in STATUSES.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        push_json_string(&mut json, status.as_str());
+    }
+    json.push_str("],\"www\":[");
+    for (i, www) in WWW.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        match www {
+            Some(value) => push_json_string(&mut json, value),
+            None => json.push_str("null"),
+        }
+    }
+    json.push_str("],\"slots\":{");
+    for (i, (name, index)) in slot::NAMES.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        push_json_string(&mut json, name);
+        let _ = write!(json, ":{index}");
+    }
+    json.push_str("}}");
+    json
+}
 
 const FAST_VERIFY_JS: &str = include_str!("fast_verify.js");
 
@@ -890,6 +939,17 @@ pub fn install_fast_verify(exports: Object<'_>, env: Env) -> napi::Result<()> {
             ),
             "creating the script source",
         )?;
+        let tables_text = tables_json();
+        let mut tables = ptr::null_mut();
+        check(
+            sys::napi_create_string_utf8(
+                env,
+                tables_text.as_ptr().cast(),
+                tables_text.len() as isize,
+                &mut tables,
+            ),
+            "creating the tables",
+        )?;
         let mut install = ptr::null_mut();
         check(
             sys::napi_run_script(env, source, &mut install),
@@ -900,7 +960,7 @@ pub fn install_fast_verify(exports: Object<'_>, env: Env) -> napi::Result<()> {
             sys::napi_get_undefined(env, &mut undefined),
             "napi_get_undefined",
         )?;
-        let args = [proto, bind, verify_key, verify_header, out];
+        let args = [proto, bind, verify_key, verify_header, out, tables];
         let mut ignored = ptr::null_mut();
         check(
             sys::napi_call_function(
@@ -1343,34 +1403,20 @@ fn push_json_id(out: &mut String, id: Option<KeyId>) {
     }
 }
 
-/// `slot::CODE` of an outcome: its index in [`CODES`].
+/// `slot::CODE` of an outcome: its index in [`OUTCOMES`].
 fn code_index(outcome: Outcome) -> napi::Result<usize> {
-    let index = match outcome {
-        Outcome::Valid => 0,
-        Outcome::Missing => 1,
-        Outcome::Malformed => 2,
-        Outcome::NotFound => 3,
-        Outcome::Disabled => 4,
-        Outcome::Revoked => 5,
-        Outcome::Expired => 6,
-        Outcome::InsufficientScope => 7,
-        other => return Err(unknown(other.as_str())),
-    };
-    debug_assert_eq!(CODES[index], outcome.as_str());
-    Ok(index)
+    OUTCOMES
+        .iter()
+        .position(|known| *known == outcome)
+        .ok_or_else(|| unknown(outcome.as_str()))
 }
 
 /// `slot::STATUS` of a status: its index in [`STATUSES`].
 fn status_index(status: KeyStatus) -> napi::Result<usize> {
-    let index = match status {
-        KeyStatus::Active => 0,
-        KeyStatus::Disabled => 1,
-        KeyStatus::Revoked => 2,
-        KeyStatus::Expired => 3,
-        other => return Err(unknown(other.as_str())),
-    };
-    debug_assert_eq!(STATUSES[index], status.as_str());
-    Ok(index)
+    STATUSES
+        .iter()
+        .position(|known| *known == status)
+        .ok_or_else(|| unknown(status.as_str()))
 }
 
 /// `slot::WWW_KIND` of a `WWW-Authenticate` value: its index in [`WWW`], or `None`.
@@ -1661,87 +1707,13 @@ mod tests {
         }
     }
 
-    /// The tables and slots that src/fast_verify.js and this file must agree on.
-    #[test]
-    fn fast_verify_js_uses_the_same_tables_and_slots() {
-        fn js_strings(name: &str) -> Vec<Option<String>> {
-            let start = FAST_VERIFY_JS
-                .find(&format!("const {name} = ["))
-                .unwrap_or_else(|| panic!("{name} in fast_verify.js"));
-            let text = &FAST_VERIFY_JS[start..];
-            let list = &text[text.find('[').unwrap() + 1..text.find(']').unwrap()];
-            list.split(',')
-                .map(str::trim)
-                .filter(|item| !item.is_empty())
-                .map(|item| match item {
-                    "null" => None,
-                    quoted => Some(quoted.trim_matches('\'').to_owned()),
-                })
-                .collect()
-        }
-        let owned = |table: &[&str]| {
-            table
-                .iter()
-                .map(|s| Some(s.to_string()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(js_strings("CODES"), owned(&CODES));
-        assert_eq!(js_strings("STATUSES"), owned(&STATUSES));
-        let www: Vec<_> = WWW.iter().map(|w| w.map(str::to_owned)).collect();
-        assert_eq!(js_strings("WWW"), www);
-
-        let slots = [
-            ("CODE", slot::CODE),
-            ("HTTP_STATUS", slot::HTTP_STATUS),
-            ("WWW_KIND", slot::WWW_KIND),
-            ("WWW_LEN", slot::WWW_LEN),
-            ("HAS_KEY", slot::HAS_KEY),
-            ("STATUS", slot::STATUS),
-            ("CREATED", slot::CREATED),
-            ("UPDATED", slot::UPDATED),
-            ("EXPIRES", slot::EXPIRES),
-            ("LAST_USED", slot::LAST_USED),
-            ("USE_COUNT", slot::USE_COUNT),
-            ("ID_LEN", slot::ID_LEN),
-            ("NAME_LEN", slot::NAME_LEN),
-        ];
-        assert_eq!(slots.len(), slot::COUNT);
-        for (name, index) in slots {
-            let decl = format!("  const {name} = {index}");
-            assert!(
-                FAST_VERIFY_JS
-                    .lines()
-                    .any(|line| line == decl || line.starts_with(&format!("{decl} "))),
-                "fast_verify.js lacks `{decl}`"
-            );
-        }
-    }
-
     #[test]
     fn every_outcome_and_status_has_its_table_index() {
-        let outcomes = [
-            Outcome::Valid,
-            Outcome::Missing,
-            Outcome::Malformed,
-            Outcome::NotFound,
-            Outcome::Disabled,
-            Outcome::Revoked,
-            Outcome::Expired,
-            Outcome::InsufficientScope,
-        ];
-        for outcome in outcomes {
-            assert_eq!(CODES[code_index(outcome).unwrap()], outcome.as_str());
+        for (index, outcome) in OUTCOMES.into_iter().enumerate() {
+            assert_eq!(code_index(outcome).unwrap(), index);
         }
-        for code in CODES {
-            assert!(outcomes.iter().any(|o| o.as_str() == code));
-        }
-        for status in [
-            KeyStatus::Active,
-            KeyStatus::Disabled,
-            KeyStatus::Revoked,
-            KeyStatus::Expired,
-        ] {
-            assert_eq!(STATUSES[status_index(status).unwrap()], status.as_str());
+        for (index, status) in STATUSES.into_iter().enumerate() {
+            assert_eq!(status_index(status).unwrap(), index);
         }
         assert_eq!(www_index(None), Some(0));
         assert_eq!(www_index(Some("Bearer")), Some(1));
@@ -1749,6 +1721,23 @@ mod tests {
             www_index(Some("Bearer error=\"insufficient_scope\", scope=\"a\"")),
             None
         );
+    }
+
+    /// What src/fast_verify.js receives: core's codes and statuses, in table order, and
+    /// every slot once.
+    #[test]
+    fn the_tables_handed_to_the_script_come_from_core() {
+        let json = tables_json();
+        assert!(json.starts_with(
+            "{\"codes\":[\"valid\",\"missing\",\"malformed\",\"not_found\",\"disabled\",\
+             \"revoked\",\"expired\",\"insufficient_scope\"],\"statuses\":[\"active\",\
+             \"disabled\",\"revoked\",\"expired\"],\"www\":[null,\"Bearer\",\
+             \"Bearer error=\\\"invalid_request\\\"\",\"Bearer error=\\\"invalid_token\\\"\"],"
+        ));
+        for (index, (name, at)) in slot::NAMES.iter().enumerate() {
+            assert_eq!(index, *at, "{name}");
+            assert!(json.contains(&format!("\"{name}\":{at}")), "{name}");
+        }
     }
 
     #[test]
