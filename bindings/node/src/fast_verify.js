@@ -1,6 +1,6 @@
 // `KeyStore.prototype.verify` / `verifyHeader` of the Node binding. Not a module: when the
-// addon loads, src/lib.rs (`install_fast_verify`) compiles this expression once per JavaScript
-// environment (main thread, each worker) and calls it with
+// addon loads, src/verify_path.rs (`install_fast_verify`) compiles this expression once per
+// JavaScript environment (main thread, each worker) and calls it with
 //   proto      KeyStore.prototype; `verify` and `verifyHeader` replace the napi-rs methods;
 //   bindStore  (store) -> the store's native handle; throws unless `store` is a KeyStore;
 //   nativeVerifyKey, nativeVerifyHeader
@@ -12,12 +12,12 @@
 //              scope, KEYSTEAD_CLOSED for a closed store;
 //   out        the Float64Array the native functions write the numbers of the result to;
 //   tables     JSON text: the tables that give those numbers their meaning and the slots of
-//              `out` (see below), built by src/lib.rs from core, so they exist only there.
+//              `out` (see below), built by src/verify_path.rs from core, so they exist only there.
 //
 // It also wraps `create`, `rotate`, `createAsync` and `rotateAsync` so that their result
 // redacts the plaintext key when inspected or serialized (see redactCreated below).
 //
-// Why (see src/lib.rs, "the verify path"): napi-rs methods add about 0.75 µs per call, and
+// Why (see src/verify_path.rs): napi-rs methods add about 0.75 µs per call, and
 // building the key's object through Node-API (12 properties, 4 Dates, an array, an object)
 // 2.5-3 µs. Here the native side returns one string and a few numbers, and the key is a
 // `KeyInfo` that decodes its fields on first access: reading only `ok` / `code` pays for none.
@@ -29,11 +29,12 @@
   'use strict'
 
   // The tables that give the numbers in `out` their meaning, and the slots of `out`, come
-  // from src/lib.rs (`tables_json`, built from core's `Outcome` and `KeyStatus`): one source.
+  // from src/verify_path.rs (`tables_json`, built from core's `Outcome` and `KeyStatus`): one
+  // source.
   //   codes     index -> verification code (`Outcome::as_str`), read at slot CODE
   //   statuses  index -> key status (`KeyStatus::as_str`), read at slot STATUS
   //   www       index -> constant `WWW-Authenticate` value (null: none), read at slot WWW_KIND
-  //   slots     name -> index into `out` (`mod slot` in src/lib.rs)
+  //   slots     name -> index into `out` (`mod slot` in src/verify_path.rs)
   const { codes: CODES, statuses: STATUSES, www: WWW, slots } = JSON.parse(tables)
   const {
     CODE, // index into CODES
@@ -55,7 +56,7 @@
     used.push(EXPIRES, LAST_USED, USE_COUNT, ID_LEN, NAME_LEN)
     // A slot added or renamed on one side only fails the `require`, not a later verify.
     if (!used.every(Number.isInteger) || used.length !== Object.keys(slots).length) {
-      throw new Error('keystead: src/lib.rs and src/fast_verify.js disagree on the result slots')
+      throw new Error('keystead: verify_path.rs and fast_verify.js disagree on the result slots')
     }
   }
 

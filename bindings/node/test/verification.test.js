@@ -254,7 +254,7 @@ test('arguments of other types are KEYSTEAD_INVALID_ARGUMENT, like bad values', 
 })
 
 test('verify / verifyHeader are always the fast path of src/fast_verify.js', () => {
-  // The napi-rs declarations in src/lib.rs exist only for index.d.ts: loading the addon
+  // The napi-rs declarations in src/api.rs exist only for index.d.ts: loading the addon
   // replaces them, so their Rust bodies (which only throw an internal error) never run.
   for (const name of ['verify', 'verifyHeader']) {
     const method = KeyStore.prototype[name]
