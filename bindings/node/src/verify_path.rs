@@ -317,6 +317,8 @@ pub(crate) unsafe extern "C" fn bind_store(
         // check first.)
         let mut tagged = false;
         if js_type(env, store).map_err(|e| throw(env, e))? == sys::ValueType::napi_object {
+            // SAFETY: the current callback's env and a live object handle of it; the tag
+            // outlives the call.
             let status = unsafe {
                 sys::napi_check_object_type_tag(
                     env,
@@ -333,12 +335,15 @@ pub(crate) unsafe extern "C" fn bind_store(
             return Err(Thrown);
         }
         let mut wrapped = ptr::null_mut();
+        // SAFETY: `store` carries KeyStore's type tag, so napi-rs wrapped a KeyStore in it.
         check(
             unsafe { sys::napi_unwrap(env, store, &mut wrapped) },
             "napi_unwrap",
         )
         .map_err(|e| throw(env, e))?;
         let mut handle = ptr::null_mut();
+        // SAFETY: the current callback's env; no finalizer, so the External never frees
+        // `wrapped` (napi-rs's wrap owns it).
         check(
             unsafe { sys::napi_create_external(env, wrapped, None, ptr::null_mut(), &mut handle) },
             "napi_create_external",
@@ -353,6 +358,8 @@ pub(crate) unsafe extern "C" fn verify_key_raw(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
+    // SAFETY: `argv` are this callback's handles; `data` is the result buffer given to
+    // `napi_create_function` by `install_fast_verify`.
     callback::<5>(env, info, |argv, data| unsafe {
         fast_verify(env, false, argv, data)
     })
@@ -363,6 +370,7 @@ pub(crate) unsafe extern "C" fn verify_header_raw(
     env: sys::napi_env,
     info: sys::napi_callback_info,
 ) -> sys::napi_value {
+    // SAFETY: as in `verify_key_raw`.
     callback::<5>(env, info, |argv, data| unsafe {
         fast_verify(env, true, argv, data)
     })
@@ -386,6 +394,7 @@ pub(crate) unsafe fn read_into(
 ) -> Option<&str> {
     let mut len = 0;
     // Fails with napi_string_expected, and nothing else happens, for other types.
+    // SAFETY: `value` is live (the caller's contract); napi writes at most `buf.len()` bytes.
     let status = unsafe {
         sys::napi_get_value_string_utf8(env, value, buf.as_mut_ptr().cast(), buf.len(), &mut len)
     };
@@ -411,12 +420,14 @@ pub(crate) unsafe fn read_text<'a>(
     buf: &'a mut [MaybeUninit<u8>; STACK_TEXT],
     heap: &'a mut String,
 ) -> Js<&'a str> {
+    // SAFETY: `value` is live (this function's contract).
     if let Some(text) = unsafe { read_into(env, value, buf) } {
         return Ok(text);
     }
     // Longer strings, null / undefined, and other types.
     match js_type(env, value).map_err(|e| throw(env, e))? {
         sys::ValueType::napi_string => {
+            // SAFETY: a live handle of the current callback, a string.
             *heap = unsafe { String::from_napi_value(env, value) }.map_err(|e| throw(env, e))?;
         }
         sys::ValueType::napi_undefined | sys::ValueType::napi_null => heap.clear(),
@@ -461,6 +472,7 @@ pub(crate) unsafe fn read_scopes<'a>(
         _ => return Ok(None),
     }
     let mut list = ptr::null_mut();
+    // SAFETY: `options` is a live object handle; the name is a NUL-terminated literal.
     check(
         unsafe { sys::napi_get_named_property(env, options, c"scopes".as_ptr(), &mut list) },
         "reading options.scopes",
@@ -471,11 +483,13 @@ pub(crate) unsafe fn read_scopes<'a>(
         _ => return Ok(None),
     }
     let mut is_array = false;
+    // SAFETY: `list` is a live handle made in this callback.
     check(
         unsafe { sys::napi_is_array(env, list, &mut is_array) },
         "napi_is_array",
     )?;
     let mut count = 0;
+    // SAFETY: `list` is a live handle made in this callback (an array when this runs).
     if !is_array
         || check(
             unsafe { sys::napi_get_array_length(env, list, &mut count) },
@@ -490,10 +504,12 @@ pub(crate) unsafe fn read_scopes<'a>(
     let mut rest: &'a mut [MaybeUninit<u8>] = bytes;
     for i in 0..count {
         let mut item = ptr::null_mut();
+        // SAFETY: `list` is a live array handle made in this callback.
         check(
             unsafe { sys::napi_get_element(env, list, i, &mut item) },
             "reading a scope",
         )?;
+        // SAFETY: `item` is a live handle made in this callback.
         let Some(len) = (unsafe { read_into(env, item, rest) }).map(str::len) else {
             return Ok(None);
         };
@@ -525,6 +541,8 @@ pub(crate) unsafe fn fast_verify(
     // `bind_store`).
     let [_store, handle, value, scope, options] = *argv;
     let mut wrapped = ptr::null_mut();
+    // SAFETY: `handle` is a live handle of the current callback (an External from
+    // `bind_store`, or napi reports an error).
     check(
         unsafe { sys::napi_get_value_external(env, handle, &mut wrapped) },
         "napi_get_value_external",
@@ -543,6 +561,7 @@ pub(crate) unsafe fn fast_verify(
     } else {
         "the key"
     };
+    // SAFETY: `value` is a live handle of the current callback (this function's contract).
     let text = unsafe { read_text(env, value, what, &mut text_buf, &mut text_heap) }?;
     // How much of `text_buf` napi may have written: the text and its NUL, or (for a text
     // that did not fit and was read again onto the heap) all of it.
@@ -561,6 +580,7 @@ pub(crate) unsafe fn fast_verify(
     let slow: Vec<String>;
     let slow_strs: Vec<&str>;
     let one: [&str; 1];
+    // SAFETY (both reads): `scope` and `options` are live handles of the current callback.
     let scopes: &[&str] = match unsafe { read_into(env, scope, &mut one_bytes) } {
         Some(scope) => {
             one = [scope];
@@ -582,6 +602,7 @@ pub(crate) unsafe fn fast_verify(
                 ) {
                     return Err(throw(env, invalid(VERIFY_OPTIONS)));
                 }
+                // SAFETY: `options` is a live handle of the current callback.
                 let options = unsafe { Option::<VerifyOptions>::from_napi_value(env, options) }
                     .map_err(|e| verify_options_error(env, e))?;
                 slow = scopes_of(options);
