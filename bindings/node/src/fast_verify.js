@@ -1,6 +1,6 @@
 // `KeyStore.prototype.verify` / `verifyHeader` of the Node binding. Not a module: when the
-// addon loads, src/lib.rs (`install_fast_verify`) compiles this expression once per JavaScript
-// environment (main thread, each worker) and calls it with
+// addon loads, src/verify_path.rs (`install_fast_verify`) compiles this expression once per
+// JavaScript environment (main thread, each worker) and calls it with
 //   proto      KeyStore.prototype; `verify` and `verifyHeader` replace the napi-rs methods;
 //   bindStore  (store) -> the store's native handle; throws unless `store` is a KeyStore;
 //   nativeVerifyKey, nativeVerifyHeader
@@ -10,12 +10,14 @@
 //              undefined and the scopes are read from `options`. They throw
 //              KEYSTEAD_INVALID_ARGUMENT for an argument of the wrong type or an invalid
 //              scope, KEYSTEAD_CLOSED for a closed store;
-//   out        the Float64Array the native functions write the numbers of the result to.
+//   out        the Float64Array the native functions write the numbers of the result to;
+//   tables     JSON text: the tables that give those numbers their meaning and the slots of
+//              `out` (see below), built by src/verify_path.rs from core, so they exist only there.
 //
 // It also wraps `create`, `rotate`, `createAsync` and `rotateAsync` so that their result
 // redacts the plaintext key when inspected or serialized (see redactCreated below).
 //
-// Why (see src/lib.rs, "the verify path"): napi-rs methods add about 0.75 µs per call, and
+// Why (see src/verify_path.rs): napi-rs methods add about 0.75 µs per call, and
 // building the key's object through Node-API (12 properties, 4 Dates, an array, an object)
 // 2.5-3 µs. Here the native side returns one string and a few numbers, and the key is a
 // `KeyInfo` that decodes its fields on first access: reading only `ok` / `code` pays for none.
@@ -23,37 +25,40 @@
 // The payload is `id + name + JSON [scopes, metadata, replaces, replacedBy]` for a valid key,
 // or just the id for a refused one (the lengths of id and name in UTF-16 code units in `out`),
 // preceded by the `WWW-Authenticate` value when that is not one of the constant ones.
-;(function installFastVerify(proto, bindStore, nativeVerifyKey, nativeVerifyHeader, out) {
+;(function installFastVerify(proto, bindStore, nativeVerifyKey, nativeVerifyHeader, out, tables) {
   'use strict'
 
-  // Indexed by numbers in `out`: the same tables as CODES, STATUSES and WWW in src/lib.rs.
-  const CODES = [
-    'valid',
-    'missing',
-    'malformed',
-    'not_found',
-    'disabled',
-    'revoked',
-    'expired',
-    'insufficient_scope',
-  ]
-  const STATUSES = ['active', 'disabled', 'revoked', 'expired']
-  const WWW = [null, 'Bearer', 'Bearer error="invalid_request"', 'Bearer error="invalid_token"']
-
-  // Slots of `out`: the same as `mod slot` in src/lib.rs.
-  const CODE = 0 // index into CODES
-  const HTTP_STATUS = 1
-  const WWW_KIND = 2 // index into WWW, or -1: the payload starts with the value
-  const WWW_LEN = 3 // the value's length, when WWW_KIND is -1
-  const HAS_KEY = 4 // 1: the payload holds a (valid) key; 2: only a refused key's id
-  const STATUS = 5 // index into STATUSES
-  const CREATED = 6 // milliseconds since the epoch; NaN: none
-  const UPDATED = 7
-  const EXPIRES = 8
-  const LAST_USED = 9
-  const USE_COUNT = 10
-  const ID_LEN = 11
-  const NAME_LEN = 12
+  // The tables that give the numbers in `out` their meaning, and the slots of `out`, come
+  // from src/verify_path.rs (`tables_json`, built from core's `Outcome` and `KeyStatus`): one
+  // source.
+  //   codes     index -> verification code (`Outcome::as_str`), read at slot CODE
+  //   statuses  index -> key status (`KeyStatus::as_str`), read at slot STATUS
+  //   www       index -> constant `WWW-Authenticate` value (null: none), read at slot WWW_KIND
+  //   slots     name -> index into `out` (`mod slot` in src/verify_path.rs)
+  const { codes: CODES, statuses: STATUSES, www: WWW, slots } = JSON.parse(tables)
+  const {
+    CODE, // index into CODES
+    HTTP_STATUS,
+    WWW_KIND, // index into WWW, or -1: the payload starts with the value
+    WWW_LEN, // the value's length, when WWW_KIND is -1
+    HAS_KEY, // 1: the payload holds a (valid) key; 2: only a refused key's id
+    STATUS, // index into STATUSES
+    CREATED, // milliseconds since the epoch; NaN: none
+    UPDATED,
+    EXPIRES,
+    LAST_USED,
+    USE_COUNT,
+    ID_LEN,
+    NAME_LEN,
+  } = slots
+  {
+    const used = [CODE, HTTP_STATUS, WWW_KIND, WWW_LEN, HAS_KEY, STATUS, CREATED, UPDATED]
+    used.push(EXPIRES, LAST_USED, USE_COUNT, ID_LEN, NAME_LEN)
+    // A slot added or renamed on one side only fails the `require`, not a later verify.
+    if (!used.every(Number.isInteger) || used.length !== Object.keys(slots).length) {
+      throw new Error('keystead: verify_path.rs and fast_verify.js disagree on the result slots')
+    }
+  }
 
   const inspectCustom = Symbol.for('nodejs.util.inspect.custom')
   const orNull = (ms) => (Number.isNaN(ms) ? null : ms)

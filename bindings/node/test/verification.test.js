@@ -252,3 +252,20 @@ test('arguments of other types are KEYSTEAD_INVALID_ARGUMENT, like bad values', 
   assert.equal(frozen.verify(other).code, 'valid')
   assert.equal(frozen.verify(other).code, 'valid')
 })
+
+test('verify / verifyHeader are always the fast path of src/fast_verify.js', () => {
+  // The napi-rs declarations in src/api.rs exist only for index.d.ts: loading the addon
+  // replaces them, so their Rust bodies (which only throw an internal error) never run.
+  for (const name of ['verify', 'verifyHeader']) {
+    const method = KeyStore.prototype[name]
+    const source = Function.prototype.toString.call(method)
+    assert.doesNotMatch(source, /\[native code\]/, name)
+    assert.match(source, /StoreHandle\.of\(this\)/, name)
+    assert.equal(method.name, name)
+    const descriptor = Object.getOwnPropertyDescriptor(KeyStore.prototype, name)
+    assert.deepEqual(
+      { writable: descriptor.writable, enumerable: descriptor.enumerable },
+      { writable: true, enumerable: true },
+    )
+  }
+})
