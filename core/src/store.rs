@@ -34,12 +34,15 @@ use crate::time;
 use crate::usage::UsageBuffer;
 use crate::verify::{Outcome, Verification};
 
-use self::admin::*;
+use self::admin::{new_record, refuse_if_revoked};
 use self::cache::RecordCache;
 use self::flusher::{spawn_flusher, Flusher};
 pub use self::options::Options;
-use self::schema::*;
-use self::shared::*;
+use self::schema::{
+    check_store, migrate_records, Location, StoreCheck, META_CREATED_AT, META_GENERATION,
+    META_PEPPER_CHECK, META_PREFIX, META_SCHEMA, SCHEMA_VERSION,
+};
+use self::shared::{blank_record, decode_stored, fill, info_of, load, Inner, View};
 
 /// How many audit entries every binding's `audit` and the CLI's `keystead audit` return when no
 /// limit is given (core's [`KeyStore::audit`] always takes one).

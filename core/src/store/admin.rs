@@ -3,7 +3,7 @@
 
 use zeroize::Zeroizing;
 
-use super::shared::*;
+use super::shared::{blank_record, fill, info_of, load, Inner};
 use crate::audit;
 use crate::backend::Txn;
 use crate::error::{Error, Result};

@@ -5,7 +5,7 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::shared::*;
+use super::shared::Inner;
 use crate::error::Result;
 use crate::time;
 

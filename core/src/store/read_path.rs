@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
-use super::cache::*;
-use super::schema::*;
-use super::shared::*;
+use super::cache::{Cached, RecordCache};
+use super::schema::{read_u64_meta, META_GENERATION};
+use super::shared::{info_of, view_snapshot, Inner, View};
 use crate::error::{Error, Result};
 use crate::key::{self, KeyId};
 use crate::model::{KeyInfo, KeyStatus};

@@ -10,8 +10,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::cache::*;
-use super::schema::*;
+use super::cache::RecordCache;
+use super::schema::{read_u64_meta, META_GENERATION};
 use crate::backend::{Backend, Read, Snapshot, Txn};
 use crate::error::{Error, Result};
 use crate::hash::Hasher;
