@@ -21,8 +21,8 @@ const AUDIT: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("audit"
 /// Runs `op`, turning a panic inside the storage engine into `Error::Corrupt`. redb panics
 /// (`unreachable!`, "Invalid page type", slice bounds) on some damaged pages instead of
 /// returning an error; a damaged store must be an error for the caller, never a crash of the
-/// host process (core/tests/damaged_pages.rs). Every entry from `store.rs` into redb goes
-/// through here; on the no-panic path it costs nothing measurable.
+/// host process (core/tests/damaged_pages.rs). Every entry from the `store` module (store.rs
+/// and store/) into redb goes through here; on the no-panic path it costs nothing measurable.
 fn guard<T>(op: impl FnOnce() -> Result<T>) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(op)).unwrap_or_else(|payload| {
         let why = payload
