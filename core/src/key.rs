@@ -24,11 +24,13 @@ pub const DEFAULT_PREFIX: &str = "ks";
 pub struct KeyId(u64);
 
 impl KeyId {
-    pub(crate) fn from_u64(value: u64) -> Self {
+    /// The id with this number (the table key a [`Backend`](crate::backend::Backend) uses).
+    pub fn from_u64(value: u64) -> Self {
         KeyId(value)
     }
 
-    pub(crate) fn as_u64(self) -> u64 {
+    /// The id's number, as a [`Backend`](crate::backend::Backend) stores it.
+    pub fn as_u64(self) -> u64 {
         self.0
     }
 

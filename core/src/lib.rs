@@ -21,7 +21,7 @@
 #![warn(missing_docs)]
 
 mod audit;
-mod backend;
+pub mod backend;
 mod base62;
 mod codec;
 mod error;

@@ -19,9 +19,7 @@ use arc_swap::ArcSwap;
 use ring::rand::SystemRandom;
 
 use crate::audit;
-use crate::backend::memory::Memory;
-use crate::backend::redb_file::{self, RedbFile};
-use crate::backend::Backend;
+use crate::backend::{Backend, KeyQuery, Meta};
 use crate::error::{Error, Result};
 use crate::hash::Hasher;
 use crate::header::{self, HeaderError};
@@ -39,14 +37,25 @@ use self::cache::RecordCache;
 use self::flusher::{spawn_flusher, Flusher};
 pub use self::options::Options;
 use self::schema::{
-    check_store, migrate_records, Location, StoreCheck, META_CREATED_AT, META_GENERATION,
-    META_PEPPER_CHECK, META_PREFIX, META_SCHEMA, SCHEMA_VERSION,
+    check_store, migrate_records, Location, StoreCheck, META_CREATED_AT, META_PEPPER_CHECK,
+    META_PREFIX, META_SCHEMA, SCHEMA_VERSION,
 };
 use self::shared::{blank_record, decode_stored, fill, info_of, load, Inner, View};
 
 /// How many audit entries every binding's `audit` and the CLI's `keystead audit` return when no
 /// limit is given (core's [`KeyStore::audit`] always takes one).
 pub const DEFAULT_AUDIT_LIMIT: usize = 100;
+
+/// The file a location names, for a [`FileBackend`](crate::backend::FileBackend) made by
+/// `FileBackend::for_location`.
+pub(crate) fn file_path_of(location: &Path) -> Result<std::path::PathBuf> {
+    match Location::parse(location)? {
+        Location::File(path) => Ok(path.to_owned()),
+        _ => Err(Error::invalid(
+            "file settings (a page cache size) apply to a store file only",
+        )),
+    }
+}
 
 /// A store of API keys in one embedded file.
 ///
@@ -104,7 +113,33 @@ impl KeyStore {
     /// - [`Error::StoreNotFound`] with [`Options::create_if_missing`]`(false)` where there is
     ///   no store (nothing is created);
     /// - [`Error::Io`], [`Error::Locked`], [`Error::Storage`] for failures of the file.
-    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<KeyStore> {
+    pub fn open(location: impl AsRef<Path>, options: Options) -> Result<KeyStore> {
+        let backend = Location::parse(location.as_ref())?.backend();
+        Self::open_boxed(backend, options)
+    }
+
+    /// Opens the store of a backend the caller made: a [`FileBackend`](crate::backend::FileBackend)
+    /// with its own [`FileOptions`](crate::backend::FileOptions), a
+    /// [`MemoryBackend`](crate::backend::MemoryBackend) shared by several handles, or a
+    /// backend of the caller's (see [`Backend`] for the contract).
+    ///
+    /// # Errors
+    /// As for [`KeyStore::open`].
+    ///
+    /// # Example
+    /// ```
+    /// use keystead::backend::MemoryBackend;
+    /// use keystead::{KeyStore, NewKey, Options};
+    /// let store = KeyStore::open_with(MemoryBackend::new(), Options::new())?;
+    /// let created = store.create(NewKey::new("ephemeral"))?;
+    /// assert!(store.verify(created.key(), &[])?.is_valid());
+    /// # Ok::<(), keystead::Error>(())
+    /// ```
+    pub fn open_with(backend: impl Backend, options: Options) -> Result<KeyStore> {
+        Self::open_boxed(Box::new(backend), options)
+    }
+
+    fn open_boxed(backend: Box<dyn Backend>, options: Options) -> Result<KeyStore> {
         if let Some(actor) = &options.actor {
             model::validate_actor(actor)?;
         }
@@ -118,54 +153,33 @@ impl KeyStore {
         }
         let hasher = Hasher::new(options.pepper.as_deref().map(Vec::as_slice))?;
         let requested = options.prefix.as_deref();
-        let location = Location::parse(path.as_ref())?;
-        if let Location::File(path) = location {
-            // Refuse a wrong pepper, prefix or version before opening the file for writing.
-            redb_file::inspect(path, |view| check_store(view, requested, &hasher))?;
+        // Refuse a wrong pepper, prefix or version before opening the store for writing.
+        if let Some(meta) = backend.inspect()? {
+            check_store(&meta, requested, &hasher)?;
         }
         let prefix = requested.unwrap_or(DEFAULT_PREFIX);
-        let schema = SCHEMA_VERSION.to_le_bytes();
-        let check = hasher.pepper_check();
-        let generation = 0u64.to_le_bytes();
-        let created = time::now_ms().to_le_bytes();
-        let initial_meta: [(&str, &[u8]); 5] = [
-            (META_SCHEMA, &schema),
-            (META_PREFIX, prefix.as_bytes()),
-            (META_PEPPER_CHECK, &check),
-            (META_GENERATION, &generation),
-            (META_CREATED_AT, &created),
-        ];
-        let create = options.create_if_missing;
-        let backend: Box<dyn Backend> = match location {
-            Location::File(path) => Box::new(RedbFile::open(
-                path,
-                options.cache_size,
-                &initial_meta,
-                create,
-            )?),
-            Location::Memory if !create => return Err(Error::StoreNotFound),
-            Location::Memory => Box::new(Memory::new()),
-        };
-        // A redb file with no tables at all (not made by keystead) becomes a store in place.
-        if backend.is_new()? {
-            if !create {
-                return Err(Error::StoreNotFound);
-            }
-            backend.initialize(&initial_meta)?;
-        }
-        let mut snapshot = backend.snapshot()?;
-        let mut checked = check_store(&*snapshot, requested, &hasher)?;
+        let initial: Meta = [
+            (META_SCHEMA, SCHEMA_VERSION.to_le_bytes().to_vec()),
+            (META_PREFIX, prefix.as_bytes().to_vec()),
+            (META_PEPPER_CHECK, hasher.pepper_check().to_vec()),
+            (META_CREATED_AT, time::now_ms().to_le_bytes().to_vec()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+        let meta = backend.open(&initial, options.create_if_missing)?;
+        let mut checked = check_store(&meta, requested, &hasher)?;
         if checked.legacy_records {
-            drop(snapshot);
             migrate_records(&*backend, &hasher)?;
-            snapshot = backend.snapshot()?;
-            checked = check_store(&*snapshot, requested, &hasher)?;
+            let meta = backend.open(&initial, false)?;
+            checked = check_store(&meta, requested, &hasher)?;
         }
         let StoreCheck {
             prefix: stored_prefix,
-            generation,
             ..
         } = checked;
+        let taken_ms = time::now_ms();
+        let generation = backend.changes_since(None)?.generation;
 
         let rng = SystemRandom::new();
         let mut dummy_record = blank_record(0, String::new(), Vec::new(), BTreeMap::new(), None);
@@ -174,8 +188,7 @@ impl KeyStore {
         let mut dummy_head = [0u8; HEAD_LEN];
         dummy_head.copy_from_slice(&dummy_record.encode(hasher.record_key())[..HEAD_LEN]);
         let view = View {
-            snapshot: Some(snapshot),
-            taken_ms: time::now_ms(),
+            taken_ms,
             local_epoch: 0,
             generation,
             cache: Arc::new(RecordCache::new(options.record_cache_entries)),
@@ -206,12 +219,12 @@ impl KeyStore {
     ///
     /// # Errors
     /// As for [`KeyStore::open`]; a damaged file gives `Ok(false)` or [`Error::Corrupt`].
-    pub fn check_integrity(path: impl AsRef<Path>) -> Result<bool> {
-        match Location::parse(path.as_ref())? {
-            Location::File(path) => redb_file::check_file_integrity(path),
+    pub fn check_integrity(location: impl AsRef<Path>) -> Result<bool> {
+        match Location::parse(location.as_ref())? {
             Location::Memory => Err(Error::invalid(
                 "an in-memory store (`memory:`) has no file to check; each open makes a new one",
             )),
+            location => location.backend().check_integrity(),
         }
     }
 
@@ -274,7 +287,7 @@ impl KeyStore {
     /// # Errors
     /// Storage errors only.
     pub fn get(&self, id: KeyId) -> Result<Option<KeyInfo>> {
-        let snapshot = self.inner.backend.snapshot()?;
+        let snapshot = self.inner.backend.read()?;
         match snapshot.key(id.as_u64())? {
             None => Ok(None),
             Some(bytes) => Ok(Some(info_of(
@@ -290,7 +303,7 @@ impl KeyStore {
     /// # Errors
     /// Storage errors only.
     pub fn list(&self, filter: &ListFilter) -> Result<Vec<KeyInfo>> {
-        let snapshot = self.inner.backend.snapshot()?;
+        let snapshot = self.inner.backend.read()?;
         let now = time::now_ms();
         let limit = filter.limit.unwrap_or(usize::MAX);
         let horizon = filter
@@ -302,7 +315,18 @@ impl KeyStore {
         }
         let mut error = None;
         let hasher = &self.inner.hasher;
-        snapshot.scan_keys(filter.after.map(KeyId::as_u64), &mut |id, bytes| {
+        // The backend may narrow the rows by this; each row is checked below all the same.
+        let query = KeyQuery {
+            after: filter.after.map(KeyId::as_u64),
+            name_prefix: filter.name_prefix.as_deref(),
+            scope: filter.scope.as_deref(),
+            state: match filter.status {
+                Some(KeyStatus::Expired) | None => None,
+                Some(status) => Some(status),
+            },
+            expires_before_ms: horizon,
+        };
+        snapshot.list_keys(&query, &mut |id, bytes| {
             let record = decode_stored(id, bytes, hasher)?;
             let status = KeyStatus::of(record.state, record.expires_at, now);
             let keep = filter.status.is_none_or(|s| s == status)
@@ -493,7 +517,7 @@ impl KeyStore {
             old.expires_at = Some(old.expires_at.map_or(grace_end, |at| at.min(grace_end)));
             old.replaced_by = Some(created.info.id.as_u64());
             old.updated_at = now;
-            txn.put_key(old.id, &inner.seal(&old))?;
+            inner.put(txn, &old)?;
             let detail = format!(
                 "replaced by {}, grace {} s",
                 created.info.id,
@@ -520,7 +544,6 @@ impl KeyStore {
         inner.write(|txn| {
             let record = load(txn, &inner.hasher, id)?;
             txn.delete_key(id.as_u64())?;
-            txn.delete_usage(id.as_u64())?;
             inner.append_audit(txn, AuditAction::Delete, id, &record.name)
         })
     }
@@ -582,7 +605,7 @@ impl KeyStore {
     /// 9999-12-31T23:59:59Z, storage errors.
     pub fn usage(&self, id: KeyId, from: SystemTime, to: SystemTime) -> Result<Vec<DailyUsage>> {
         self.flush()?;
-        let snapshot = self.inner.backend.snapshot()?;
+        let snapshot = self.inner.backend.read()?;
         if snapshot.key(id.as_u64())?.is_none() {
             return Err(Error::KeyNotFound(id));
         }
@@ -604,7 +627,7 @@ impl KeyStore {
     /// # Errors
     /// [`Error::InvalidArgument`] for a `since` after 9999-12-31T23:59:59Z; storage errors.
     pub fn audit(&self, since: Option<SystemTime>, limit: usize) -> Result<Vec<AuditEntry>> {
-        let snapshot = self.inner.backend.snapshot()?;
+        let snapshot = self.inner.backend.read()?;
         let since = match since {
             Some(t) => time::checked_to_ms(t, "`since`")?,
             None => i64::MIN,

@@ -15,7 +15,11 @@ fn key_store_is_send_and_sync() {
     assert_send_sync::<keystead::CreatedKey>();
 }
 
-#[test]
+common::every_backend!(
+    threads_verify_concurrently_and_every_use_is_counted,
+    a_revoke_is_seen_by_every_thread_of_the_same_handle_at_once,
+);
+
 fn threads_verify_concurrently_and_every_use_is_counted() {
     let t = common::open_new();
     let store = Arc::new(t.store);
@@ -58,7 +62,6 @@ fn threads_verify_concurrently_and_every_use_is_counted() {
     assert_eq!(total, 4 * 500);
 }
 
-#[test]
 fn a_revoke_is_seen_by_every_thread_of_the_same_handle_at_once() {
     let t = common::open_new();
     let store = Arc::new(t.store);
@@ -78,12 +81,9 @@ fn a_revoke_is_seen_by_every_thread_of_the_same_handle_at_once() {
         assert_eq!(h.join().unwrap(), Outcome::Revoked);
     }
     // Even with a long refresh interval: own writes never wait for it.
-    let dir = tempfile::tempdir().unwrap();
-    let slow = KeyStore::open(
-        dir.path().join("k.redb"),
-        common::options().refresh_interval(Duration::from_secs(3600)),
-    )
-    .unwrap();
+    let slow_store =
+        common::open_new_with(common::options().refresh_interval(Duration::from_secs(3600)));
+    let slow = &slow_store.store;
     let c = slow.create(NewKey::new("k")).unwrap();
     assert!(slow.verify(c.key(), &[]).unwrap().is_valid());
     slow.disable(c.info().id()).unwrap();

@@ -339,7 +339,7 @@ fn drop_flushes_pending_usage() {
     for _ in 0..7 {
         t.store.verify(key.key(), &[]).unwrap();
     }
-    let common::TempStore { dir, store } = t;
+    let common::TempStore { dir, store, .. } = t;
     drop(store);
     let reopened = common::open_at(&path, common::options());
     assert_eq!(

@@ -27,7 +27,7 @@ fn no_plaintext_key_or_secret_in_the_file() {
     }
     t.store.flush().unwrap();
     let path = t.path();
-    let common::TempStore { dir, store } = t;
+    let common::TempStore { dir, store, .. } = t;
     drop(store);
     let bytes = std::fs::read(&path).unwrap();
     assert!(bytes.len() > 10_000, "the file holds the records");

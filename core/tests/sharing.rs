@@ -3,6 +3,7 @@
 //! judges by the changed store (docs/storage.md, "Read path and staleness"). The rule is
 //! checked on every verify the tests make, never as a time bound.
 
+mod common;
 mod support;
 
 use std::process::Command;
@@ -16,14 +17,17 @@ fn opts(refresh: Duration) -> Options {
         .refresh_interval(refresh)
 }
 
-#[test]
+common::every_backend!(
+    two_handles_in_one_process_see_each_other_after_the_refresh_interval,
+    usage_from_two_handles_adds_up,
+);
+
 fn two_handles_in_one_process_see_each_other_after_the_refresh_interval() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("shared.redb");
     let refresh = Duration::from_millis(200);
-    let a = KeyStore::open(&path, opts(refresh)).unwrap();
-    let b = KeyStore::open(&path, opts(refresh)).unwrap();
-    // b holds the snapshot it took at open, from before a's write.
+    let t = common::open_new_with(opts(refresh));
+    let a = &t.store;
+    let b = t.open_another(opts(refresh));
+    // b read the change feed at open, before a's write.
 
     let created = a.create(NewKey::new("from-a")).unwrap();
     let created_us = support::unix_us();
@@ -39,16 +43,14 @@ fn two_handles_in_one_process_see_each_other_after_the_refresh_interval() {
         b.verify(created.key(), &[]).unwrap().outcome(),
         Outcome::Revoked
     );
-    let seen = support::poll_until(&a, created.key(), Outcome::Valid, Outcome::Revoked);
+    let seen = support::poll_until(a, created.key(), Outcome::Valid, Outcome::Revoked);
     support::assert_staleness_rule("a sees b's revoke", revoked_us, refresh, &seen.old_starts);
 }
 
-#[test]
 fn usage_from_two_handles_adds_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("shared.redb");
-    let a = KeyStore::open(&path, opts(Duration::ZERO)).unwrap();
-    let b = KeyStore::open(&path, opts(Duration::ZERO)).unwrap();
+    let t = common::open_new_with(opts(Duration::ZERO));
+    let a = &t.store;
+    let b = t.open_another(opts(Duration::ZERO));
     let created = a.create(NewKey::new("k")).unwrap();
     for _ in 0..30 {
         assert!(a.verify(created.key(), &[]).unwrap().is_valid());

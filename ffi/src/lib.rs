@@ -233,9 +233,6 @@ impl TryFrom<OpenOptions> for ks::Options {
         if let Some(pepper) = options.pepper {
             out = out.pepper(pepper);
         }
-        if let Some(bytes) = options.cache_size {
-            out = out.cache_size(to_usize(bytes));
-        }
         if let Some(ms) = options.refresh_interval_ms {
             out = out.refresh_interval(duration_of_ms("refresh_interval_ms", ms)?);
         }
@@ -577,7 +574,19 @@ impl KeyStore {
     /// Opens the store at `path`, creating the file (mode 0600) if it does not exist.
     #[uniffi::constructor(default(options))]
     pub fn open(path: String, options: OpenOptions) -> Result<Self> {
-        let store = ks::KeyStore::open(path, ks::Options::try_from(options)?)?;
+        let cache_size = options.cache_size;
+        let options = ks::Options::try_from(options)?;
+        // The page cache is a setting of the file backend, not of every store.
+        let store = match cache_size {
+            Some(bytes) => {
+                let file = ks::backend::FileOptions::new().cache_size(to_usize(bytes));
+                ks::KeyStore::open_with(
+                    ks::backend::FileBackend::for_location(&path, file)?,
+                    options,
+                )?
+            }
+            None => ks::KeyStore::open(path, options)?,
+        };
         Ok(KeyStore {
             inner: RwLock::new(Some(store)),
         })

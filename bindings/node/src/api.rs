@@ -234,11 +234,6 @@ pub(crate) fn open_options(options: Option<OpenOptions>) -> Result<Options> {
         Some(Either::B(bytes)) => out = out.pepper(bytes.to_vec()),
         None => {}
     }
-    if let Some(size) = o.cache_size.flatten() {
-        let size = usize::try_from(size)
-            .map_err(|_| invalid("cacheSize must be a non-negative number of bytes"))?;
-        out = out.cache_size(size);
-    }
     if let Some(ms) = o.refresh_interval_ms.flatten() {
         out = out.refresh_interval(millis("refreshIntervalMs", ms)?);
     }
@@ -315,7 +310,25 @@ impl KeyStore {
     /// Opens the store at `path`, creating it (mode 0600) if it does not exist.
     #[napi(factory, catch_unwind)]
     pub fn open(path: String, options: Option<OpenOptions>) -> Result<Self> {
-        let store = core(Core::open(path, open_options(options)?))?;
+        let cache_size = match options.as_ref().and_then(|o| o.cache_size.flatten()) {
+            Some(size) => Some(
+                usize::try_from(size)
+                    .map_err(|_| invalid("cacheSize must be a non-negative number of bytes"))?,
+            ),
+            None => None,
+        };
+        let options = open_options(options)?;
+        // The page cache is a setting of the file backend, not of every store.
+        let store = match cache_size {
+            Some(bytes) => core(
+                keystead::backend::FileBackend::for_location(
+                    &path,
+                    keystead::backend::FileOptions::new().cache_size(bytes),
+                )
+                .and_then(|file| Core::open_with(file, options)),
+            )?,
+            None => core(Core::open(path, options))?,
+        };
         Ok(KeyStore {
             inner: RwLock::new(Some(Arc::new(store))),
         })

@@ -747,9 +747,6 @@ impl PyKeyStore {
         if let Some(Pepper(pepper)) = pepper {
             options = options.pepper(pepper.to_vec());
         }
-        if let Some(bytes) = cache_size {
-            options = options.cache_size(bytes);
-        }
         if let Some(actor) = actor {
             options = options.actor(actor);
         }
@@ -760,7 +757,17 @@ impl PyKeyStore {
             options = options.flush_interval(interval);
         }
         let store = py
-            .detach(|| keystead::KeyStore::open(&path, options))
+            .detach(|| match cache_size {
+                // The page cache is a setting of the file backend, not of every store.
+                Some(bytes) => keystead::KeyStore::open_with(
+                    keystead::backend::FileBackend::for_location(
+                        &path,
+                        keystead::backend::FileOptions::new().cache_size(bytes),
+                    )?,
+                    options,
+                ),
+                None => keystead::KeyStore::open(&path, options),
+            })
             .map_err(to_py_err)?;
         Ok(PyKeyStore {
             prefix: store.prefix().to_owned(),

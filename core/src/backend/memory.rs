@@ -1,122 +1,217 @@
-//! An in-memory backend: the store lives in this process only and is gone when the last
-//! `KeyStore` on it is dropped. For tests, examples and ephemeral development servers; it
-//! shows that nothing above the seam needs redb.
+//! [`MemoryBackend`]: the store lives in this process only and is gone when the last
+//! `KeyStore` on it is dropped. For tests, examples, fuzzing and ephemeral development servers;
+//! it shows that nothing above the seam needs redb.
 //!
-//! Snapshots are immutable `Arc`s of the whole state, so a read never blocks and never sees a
+//! The committed state is an immutable `Arc`, so a read never blocks and never sees a
 //! half-done write. A write clones the state, applies the transaction to the clone and swaps it
-//! in under a lock: O(number of keys) per admin write, fine for the sizes this backend is for
-//! (use the file backend for large stores).
+//! in: O(number of keys) per admin write, fine for the sizes this backend is for (use the file
+//! backend for large stores).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use super::{Backend, Read, Snapshot, Txn, UsageTotal};
-use crate::error::Result;
+use super::{
+    collect_changes, Backend, Changes, KeyQuery, KeyRow, Meta, Read, Txn, UsageAdd, UsageTotal,
+    CHANGE_LOG_KEEP,
+};
+use crate::error::{Error, Result};
 
 #[derive(Clone, Default)]
 struct State {
-    initialized: bool,
-    meta: BTreeMap<String, Vec<u8>>,
+    /// `None` until [`Backend::open`] made the store.
+    meta: Option<Meta>,
     keys: BTreeMap<u64, Vec<u8>>,
     usage_total: BTreeMap<u64, UsageTotal>,
     usage_days: BTreeMap<(u64, u32), u64>,
     audit: BTreeMap<u64, Vec<u8>>,
+    generation: u64,
+    /// Generation → the ids it changed (empty: everything), the last `CHANGE_LOG_KEEP`.
+    changes: BTreeMap<u64, Vec<u64>>,
 }
 
-/// The in-memory store (see the module docs).
+/// A store in this process's memory (see the module docs). `KeyStore::open("memory:")` makes
+/// one per call; [`KeyStore::open_with`](crate::KeyStore::open_with) takes one you made.
 #[derive(Default)]
-pub(crate) struct Memory {
+pub struct MemoryBackend {
     /// The committed state; writers replace it whole.
     current: Mutex<Arc<State>>,
     /// Serializes writers, so each transaction sees the one before it.
     writer: Mutex<()>,
 }
 
-impl Memory {
-    pub(crate) fn new() -> Memory {
-        Memory::default()
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBackend").finish_non_exhaustive()
+    }
+}
+
+impl MemoryBackend {
+    /// An empty in-memory backend; the store is made when a `KeyStore` opens it.
+    pub fn new() -> MemoryBackend {
+        MemoryBackend::default()
     }
 
     fn load(&self) -> Arc<State> {
         Arc::clone(&self.current.lock().unwrap_or_else(|p| p.into_inner()))
     }
+
+    /// Runs `change` on a copy of the committed state and commits the copy.
+    fn commit<T>(&self, change: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = (*self.load()).clone();
+        let value = change(&mut state)?;
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
+        Ok(value)
+    }
 }
 
-impl Backend for Memory {
-    fn is_new(&self) -> Result<bool> {
-        Ok(!self.load().initialized)
+impl Backend for MemoryBackend {
+    fn inspect(&self) -> Result<Option<Meta>> {
+        Ok(self.load().meta.clone())
     }
 
-    fn initialize(&self, meta: &[(&str, &[u8])]) -> Result<bool> {
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if current.initialized {
-            return Ok(false);
+    fn open(&self, initial: &Meta, create: bool) -> Result<Meta> {
+        if let Some(meta) = &self.load().meta {
+            return Ok(meta.clone());
         }
-        let mut state = State {
-            initialized: true,
-            ..State::default()
-        };
-        for (name, value) in meta {
-            state.meta.insert((*name).to_owned(), value.to_vec());
+        if !create {
+            return Err(Error::StoreNotFound);
         }
-        *current = Arc::new(state);
+        self.commit(|state| Ok(state.meta.get_or_insert_with(|| initial.clone()).clone()))
+    }
+
+    fn check_integrity(&self) -> Result<bool> {
         Ok(true)
     }
 
-    fn snapshot(&self) -> Result<Box<dyn Snapshot>> {
-        Ok(Box::new(MemorySnapshot(self.load())))
+    fn changes_since(&self, since: Option<u64>) -> Result<Changes> {
+        let state = self.load();
+        let from = since.map_or(0, |s| s.saturating_add(1));
+        let entries = state
+            .changes
+            .range(from..)
+            .map(|(g, ids)| (*g, ids.clone()));
+        Ok(Changes {
+            generation: state.generation,
+            changed: collect_changes(since, state.generation, entries),
+        })
     }
 
-    fn write(&self, body: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<()> {
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut txn = MemoryTxn((*self.load()).clone());
-        // An error drops the clone: nothing of the transaction is committed.
-        body(&mut txn)?;
-        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(txn.0);
-        Ok(())
+    fn key_head(&self, id: u64, head: &mut [u8]) -> Result<Option<usize>> {
+        Ok(self.load().keys.get(&id).map(|record| {
+            let n = record.len().min(head.len());
+            head[..n].copy_from_slice(&record[..n]);
+            record.len()
+        }))
+    }
+
+    fn key(&self, id: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.load().keys.get(&id).cloned())
+    }
+
+    fn usage_total(&self, id: u64) -> Result<Option<UsageTotal>> {
+        Ok(self.load().usage_total.get(&id).copied())
+    }
+
+    fn read(&self) -> Result<Box<dyn Read + '_>> {
+        Ok(Box::new(MemoryRead(self.load())))
+    }
+
+    fn write(&self, body: &mut dyn FnMut(&mut dyn Txn) -> Result<()>) -> Result<u64> {
+        self.commit(|state| {
+            let mut txn = MemoryTxn {
+                state: std::mem::take(state),
+                changed: BTreeSet::new(),
+                everything: false,
+            };
+            // An error drops the copy: nothing of the transaction is committed.
+            body(&mut txn)?;
+            let MemoryTxn {
+                state: mut next,
+                changed,
+                everything,
+            } = txn;
+            if everything || !changed.is_empty() {
+                next.generation += 1;
+                let ids = if everything {
+                    Vec::new()
+                } else {
+                    changed.into_iter().collect()
+                };
+                next.changes.insert(next.generation, ids);
+                let floor = next.generation.saturating_sub(CHANGE_LOG_KEEP);
+                next.changes = next.changes.split_off(&floor);
+            }
+            let generation = next.generation;
+            *state = next;
+            Ok(generation)
+        })
+    }
+
+    fn add_usage(&self, batch: &[UsageAdd]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.commit(|state| {
+            for add in batch {
+                if !state.keys.contains_key(&add.id) {
+                    continue;
+                }
+                let total = state.usage_total.entry(add.id).or_default();
+                total.count = total.count.saturating_add(add.count);
+                total.last_used_ms = total.last_used_ms.max(add.last_used_ms);
+                let bucket = state.usage_days.entry((add.id, add.day)).or_default();
+                *bucket = bucket.saturating_add(add.count);
+            }
+            Ok(())
+        })
     }
 }
 
-struct MemorySnapshot(Arc<State>);
-struct MemoryTxn(State);
+struct MemoryRead(Arc<State>);
 
-impl Snapshot for MemorySnapshot {}
+struct MemoryTxn {
+    state: State,
+    changed: BTreeSet<u64>,
+    everything: bool,
+}
 
-fn read_state(state: &State) -> &State {
-    state
+impl MemoryRead {
+    fn as_ref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl MemoryTxn {
+    fn as_ref(&self) -> &State {
+        &self.state
+    }
 }
 
 macro_rules! impl_read {
-    ($t:ty, $state:ident => $get:expr) => {
+    ($t:ty) => {
         impl Read for $t {
             fn meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
-                let $state = self;
-                Ok(read_state($get).meta.get(name).cloned())
+                Ok(self
+                    .as_ref()
+                    .meta
+                    .as_ref()
+                    .and_then(|m| m.get(name).cloned()))
             }
+
             fn key(&self, id: u64) -> Result<Option<Vec<u8>>> {
-                let $state = self;
-                Ok(read_state($get).keys.get(&id).cloned())
+                Ok(self.as_ref().keys.get(&id).cloned())
             }
-            fn key_head(&self, id: u64, head: &mut [u8]) -> Result<Option<usize>> {
-                let $state = self;
-                Ok(read_state($get).keys.get(&id).map(|record| {
-                    let n = record.len().min(head.len());
-                    head[..n].copy_from_slice(&record[..n]);
-                    record.len()
-                }))
-            }
-            fn scan_keys(
+
+            fn list_keys(
                 &self,
-                after: Option<u64>,
+                query: &KeyQuery<'_>,
                 visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
             ) -> Result<()> {
-                let $state = self;
-                let keys = &read_state($get).keys;
-                let range = match after {
-                    Some(after) => {
-                        keys.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-                    }
+                use std::ops::Bound::{Excluded, Unbounded};
+                let keys = &self.as_ref().keys;
+                let range = match query.after {
+                    Some(after) => keys.range((Excluded(after), Unbounded)),
                     None => keys.range(..),
                 };
                 for (id, bytes) in range {
@@ -126,27 +221,28 @@ macro_rules! impl_read {
                 }
                 Ok(())
             }
+
             fn usage_total(&self, id: u64) -> Result<Option<UsageTotal>> {
-                let $state = self;
-                Ok(read_state($get).usage_total.get(&id).copied())
+                Ok(self.as_ref().usage_total.get(&id).copied())
             }
+
             fn usage_days(&self, id: u64, from: u32, to: u32) -> Result<Vec<(u32, u64)>> {
-                let $state = self;
                 if from > to {
                     return Ok(Vec::new());
                 }
-                Ok(read_state($get)
+                Ok(self
+                    .as_ref()
                     .usage_days
                     .range((id, from)..=(id, to))
                     .map(|((_, day), count)| (*day, *count))
                     .collect())
             }
+
             fn scan_audit_newest_first(
                 &self,
                 visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
             ) -> Result<()> {
-                let $state = self;
-                for (seq, bytes) in read_state($get).audit.iter().rev() {
+                for (seq, bytes) in self.as_ref().audit.iter().rev() {
                     if !visit(*seq, bytes)? {
                         break;
                     }
@@ -157,42 +253,41 @@ macro_rules! impl_read {
     };
 }
 
-impl_read!(MemorySnapshot, s => &s.0);
-impl_read!(MemoryTxn, s => &s.0);
+impl_read!(MemoryRead);
+impl_read!(MemoryTxn);
 
 impl Txn for MemoryTxn {
     fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<()> {
-        self.0.meta.insert(name.to_owned(), value.to_vec());
+        self.state
+            .meta
+            .get_or_insert_with(Meta::new)
+            .insert(name.to_owned(), value.to_vec());
+        self.everything = true;
         Ok(())
     }
 
-    fn put_key(&mut self, id: u64, record: &[u8]) -> Result<()> {
-        self.0.keys.insert(id, record.to_vec());
+    fn put_key(&mut self, row: &KeyRow<'_>) -> Result<()> {
+        self.state.keys.insert(row.id, row.record.to_vec());
+        self.changed.insert(row.id);
         Ok(())
     }
 
     fn delete_key(&mut self, id: u64) -> Result<bool> {
-        Ok(self.0.keys.remove(&id).is_some())
-    }
-
-    fn add_usage(&mut self, id: u64, day: u32, count: u64, last_used_ms: i64) -> Result<()> {
-        let total = self.0.usage_total.entry(id).or_default();
-        total.count = total.count.saturating_add(count);
-        total.last_used_ms = total.last_used_ms.max(last_used_ms);
-        let bucket = self.0.usage_days.entry((id, day)).or_default();
-        *bucket = bucket.saturating_add(count);
-        Ok(())
-    }
-
-    fn delete_usage(&mut self, id: u64) -> Result<()> {
-        self.0.usage_total.remove(&id);
-        self.0.usage_days.retain(|(key_id, _), _| *key_id != id);
-        Ok(())
+        let existed = self.state.keys.remove(&id).is_some();
+        self.state.usage_total.remove(&id);
+        self.state.usage_days.retain(|(key_id, _), _| *key_id != id);
+        self.changed.insert(id);
+        Ok(existed)
     }
 
     fn append_audit(&mut self, entry: &[u8]) -> Result<u64> {
-        let next = self.0.audit.keys().next_back().map_or(1, |last| last + 1);
-        self.0.audit.insert(next, entry.to_vec());
+        let next = self
+            .state
+            .audit
+            .keys()
+            .next_back()
+            .map_or(1, |last| last + 1);
+        self.state.audit.insert(next, entry.to_vec());
         Ok(next)
     }
 }

@@ -50,7 +50,7 @@ impl Inner {
             let mut record = load(txn, &self.hasher, id)?;
             if let Some(detail) = change(&mut record)? {
                 record.updated_at = time::now_ms();
-                txn.put_key(record.id, &self.seal(&record))?;
+                self.put(txn, &record)?;
                 self.append_audit(txn, action, id, &detail)?;
             }
             info_of(txn, &record)
@@ -104,7 +104,7 @@ impl Inner {
         record.hash = self.hasher.hash(&record.salt, id, &secret);
         record.created_at = now;
         record.updated_at = now;
-        txn.put_key(id, &self.seal(&record))?;
+        self.put(txn, &record)?;
         let key = key::format(&self.prefix, KeyId::from_u64(id), &secret);
         Ok(CreatedKey {
             key,

@@ -4,6 +4,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::model::KeyInfo;
@@ -102,6 +103,10 @@ pub(super) struct RecordCache {
     pub(super) shards: [Padded<RwLock<CacheShard>>; CACHE_SHARDS],
     pub(super) per_shard: usize,
     pub(super) keys: RandomState,
+    /// Bumped by each targeted eviction, before it evicts. A miss reads it before loading
+    /// from the backend and caches its entry only if it is unchanged, so an entry read
+    /// before a change can never be cached after that change's eviction ran.
+    pub(super) evictions: AtomicU64,
 }
 
 impl RecordCache {
@@ -117,6 +122,38 @@ impl RecordCache {
             }),
             per_shard: entries.div_ceil(CACHE_SHARDS),
             keys,
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// The eviction count a miss reads before it loads (see `evictions`).
+    pub(super) fn eviction_epoch(&self) -> u64 {
+        self.evictions.load(Ordering::SeqCst)
+    }
+
+    /// Drops the entries of `ids` (keys that changed).
+    pub(super) fn evict(&self, ids: &[u64]) {
+        self.evictions.fetch_add(1, Ordering::SeqCst);
+        for &id in ids {
+            self.remove(id);
+        }
+    }
+
+    /// Drops the entry of `id`, if cached.
+    pub(super) fn remove(&self, id: u64) {
+        let (h, shard) = self.locate(id);
+        let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
+        if shard.map.get(&h).is_none_or(|e| e.id != id) {
+            return;
+        }
+        if let Some(entry) = shard.map.remove(&h) {
+            let slot = entry.slot;
+            shard.order.swap_remove(slot);
+            if let Some(&moved) = shard.order.get(slot) {
+                if let Some(moved) = shard.map.get_mut(&moved) {
+                    moved.slot = slot;
+                }
+            }
         }
     }
 
@@ -134,15 +171,25 @@ impl RecordCache {
         shard.map.get(&h).filter(|e| e.id == id).map(f)
     }
 
-    /// Caches `entry` (evicting a random entry of a full shard) and runs `f` on the cached
-    /// entry: `entry`, or one another thread cached for the id meanwhile.
-    pub(super) fn insert_with<R>(&self, entry: Cached, f: impl FnOnce(&Cached) -> R) -> R {
+    /// Caches `entry`, loaded after [`eviction_epoch`](Self::eviction_epoch) returned `epoch`
+    /// (evicting a random entry of a full shard), and runs `f` on the cached entry: `entry`,
+    /// or one another thread cached for the id meanwhile. If an eviction ran since `epoch`,
+    /// `entry` may predate a change: `f` runs on it but it is not cached.
+    pub(super) fn insert_with<R>(
+        &self,
+        entry: Cached,
+        epoch: u64,
+        f: impl FnOnce(&Cached) -> R,
+    ) -> R {
         if self.per_shard == 0 {
             return f(&entry);
         }
         let id = entry.id;
         let (h, shard) = self.locate(id);
         let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
+        if self.evictions.load(Ordering::SeqCst) != epoch {
+            return f(&entry);
+        }
         match shard.map.get(&h) {
             Some(existing) if existing.id == id => return f(existing),
             // Two ids with one 64-bit keyed hash: serve this one uncached.
@@ -192,7 +239,7 @@ mod tests {
     }
 
     fn insert(cache: &RecordCache, id: u64) {
-        cache.insert_with(entry(id), |_| ());
+        cache.insert_with(entry(id), cache.eviction_epoch(), |_| ());
     }
 
     /// A flood of unknown ids (each cached, like any miss) keeps memory bounded and evicts one
@@ -255,9 +302,48 @@ mod tests {
         assert!(cache.contains(7));
         assert!(!cache.contains(8));
         // A second insert of one id keeps the first entry (it may hold decoded info).
-        let first = cache.insert_with(entry(7), |e| e.info.set(Arc::new(dummy_info())).is_ok());
+        let epoch = cache.eviction_epoch();
+        let first = cache.insert_with(entry(7), epoch, |e| {
+            e.info.set(Arc::new(dummy_info())).is_ok()
+        });
         assert!(first);
-        assert!(cache.insert_with(entry(7), |e| e.info.get().is_some()));
+        assert!(cache.insert_with(entry(7), epoch, |e| e.info.get().is_some()));
+    }
+
+    /// Targeted eviction drops exactly the named ids and keeps the slots consistent, so
+    /// random eviction afterwards still finds every remaining entry.
+    #[test]
+    fn evicting_ids_drops_exactly_those() {
+        let cache = RecordCache::new(1 << 12);
+        for id in 1..=200u64 {
+            insert(&cache, id);
+        }
+        cache.evict(&(1..=200u64).filter(|id| id % 3 == 0).collect::<Vec<_>>());
+        for id in 1..=200u64 {
+            assert_eq!(cache.contains(id), id % 3 != 0, "id {id}");
+        }
+        for shard in &cache.shards {
+            let shard = shard.read().unwrap();
+            for (i, h) in shard.order.iter().enumerate() {
+                assert_eq!(shard.map[h].slot, i);
+            }
+        }
+    }
+
+    /// A miss loaded before an eviction ran is served but not cached: it may show the key
+    /// as it was before the change the eviction is for.
+    #[test]
+    fn an_entry_loaded_before_an_eviction_is_not_cached_after_it() {
+        let cache = RecordCache::new(64);
+        let epoch = cache.eviction_epoch();
+        // The change's eviction runs while the miss is loading.
+        cache.evict(&[7]);
+        let served = cache.insert_with(entry(7), epoch, |e| e.id);
+        assert_eq!(served, 7);
+        assert!(!cache.contains(7));
+        // A miss that starts after the eviction is cached.
+        cache.insert_with(entry(7), cache.eviction_epoch(), |_| ());
+        assert!(cache.contains(7));
     }
 
     fn dummy_info() -> KeyInfo {

@@ -5,7 +5,10 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use super::shared::Inner;
+use crate::backend::UsageAdd;
 use crate::error::Result;
 use crate::time;
 
@@ -34,10 +37,12 @@ pub(super) fn spawn_flusher(inner: Weak<Inner>, interval: Duration) -> Result<Fl
                 let Some(inner) = inner.upgrade() else { return };
                 // A failed flush keeps its counts for the next try.
                 let _ = inner.flush();
-                // An idle handle lets go of its snapshot so other processes' writes can
-                // reuse freed pages.
+                // An idle handle lets go of what the backend holds for reads (redb: a read
+                // transaction) so other processes' writes can reuse freed pages.
                 let interval = inner.refresh_interval;
-                inner.release_view(|view| view.is_stale(time::now_ms(), interval));
+                if inner.view.load().is_stale(time::now_ms(), interval) {
+                    inner.backend.release_reads();
+                }
             }
         })?;
     Ok(Flusher {
@@ -47,23 +52,32 @@ pub(super) fn spawn_flusher(inner: Weak<Inner>, interval: Duration) -> Result<Fl
 }
 
 impl Inner {
+    /// Writes the pending counts as one batch, aggregated per key and day and sorted, so
+    /// that concurrent flushers (other handles, other processes or hosts) take row locks in
+    /// one order. A failed flush keeps the counts for the next.
     pub(super) fn flush(&self) -> Result<()> {
         let pending = self.usage.take();
         if pending.is_empty() {
             return Ok(());
         }
-        let result = self.backend.write(&mut |txn| {
-            for (id, uses) in &pending {
-                // Uses of a key deleted since are dropped with it.
-                if txn.key(*id)?.is_none() {
-                    continue;
-                }
-                for (day, count) in &uses.days {
-                    txn.add_usage(*id, *day, *count, uses.last_used_ms)?;
-                }
+        let mut rows: BTreeMap<(u64, u32), (u64, i64)> = BTreeMap::new();
+        for (id, uses) in &pending {
+            for &(day, count) in &uses.days {
+                let row = rows.entry((*id, day)).or_insert((0, i64::MIN));
+                row.0 = row.0.saturating_add(count);
+                row.1 = row.1.max(uses.last_used_ms);
             }
-            Ok(())
-        });
+        }
+        let batch: Vec<UsageAdd> = rows
+            .into_iter()
+            .map(|((id, day), (count, last_used_ms))| UsageAdd {
+                id,
+                day,
+                count,
+                last_used_ms,
+            })
+            .collect();
+        let result = self.backend.add_usage(&batch);
         if result.is_err() {
             self.usage.restore(pending);
         }

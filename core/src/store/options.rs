@@ -16,7 +16,6 @@ use zeroize::Zeroizing;
 ///     .prefix("hub")
 ///     // 32 to 1024 random bytes from a secret manager (`keystead pepper generate` makes some).
 ///     .pepper(pepper_from_the_secret_manager)
-///     .cache_size(16 << 20)
 ///     .refresh_interval(Duration::from_millis(500));
 /// # let _ = options;
 /// ```
@@ -24,7 +23,6 @@ use zeroize::Zeroizing;
 pub struct Options {
     pub(super) prefix: Option<String>,
     pub(super) pepper: Option<Zeroizing<Vec<u8>>>,
-    pub(super) cache_size: usize,
     pub(super) refresh_interval: Duration,
     pub(super) flush_interval: Duration,
     pub(super) record_cache_entries: usize,
@@ -37,7 +35,6 @@ impl Default for Options {
         Options {
             prefix: None,
             pepper: None,
-            cache_size: 32 << 20,
             refresh_interval: Duration::from_secs(1),
             flush_interval: Duration::from_secs(1),
             record_cache_entries: 65_536,
@@ -48,8 +45,7 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The defaults: the store's own prefix (`ks` for a new store), no pepper, a 32 MiB page
-    /// cache, a 1 s refresh interval, a 1 s usage flush interval, 65,536 cached records.
+    /// The defaults: the store's own prefix (`ks` for a new store), no pepper, a 1 s refresh interval, a 1 s usage flush interval, 65,536 cached records.
     pub fn new() -> Self {
         Self::default()
     }
@@ -72,11 +68,6 @@ impl Options {
     /// zero bytes is [`Error::InvalidArgument`].
     pub fn pepper(mut self, pepper: impl Into<Vec<u8>>) -> Self {
         self.pepper = Some(Zeroizing::new(pepper.into()));
-        self
-    }
-    /// The storage engine's page cache, in bytes.
-    pub fn cache_size(mut self, bytes: usize) -> Self {
-        self.cache_size = bytes;
         self
     }
     /// How long verify may use one read snapshot before taking a fresh one. This bounds how
@@ -120,7 +111,6 @@ impl fmt::Debug for Options {
         f.debug_struct("Options")
             .field("prefix", &self.prefix)
             .field("pepper", &self.pepper.as_ref().map(|_| "<redacted>"))
-            .field("cache_size", &self.cache_size)
             .field("refresh_interval", &self.refresh_interval)
             .field("flush_interval", &self.flush_interval)
             .field("record_cache_entries", &self.record_cache_entries)

@@ -1,5 +1,6 @@
-//! The verify read path: the current read view and its staleness bound, loading a record's
-//! head on a cache miss, and judging a presented secret against it.
+//! The verify read path: the current read view and its staleness bound (the backend's change
+//! feed, read at most once per refresh interval, evicts changed keys from the cache), loading
+//! a record's head on a cache miss, and judging a presented secret against it.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -7,12 +8,12 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use super::cache::{Cached, RecordCache};
-use super::schema::{read_u64_meta, META_GENERATION};
-use super::shared::{info_of, view_snapshot, Inner, View};
+use super::shared::{decode_stored, info_with, Inner, View};
+use crate::backend::Changed;
 use crate::error::{Error, Result};
 use crate::key::{self, KeyId};
 use crate::model::{KeyInfo, KeyStatus};
-use crate::record::{Head, Record, HEAD_LEN};
+use crate::record::{Head, HEAD_LEN};
 use crate::time;
 use crate::verify::{Outcome, Verification};
 
@@ -21,15 +22,14 @@ impl Inner {
     /// older than the refresh interval.
     ///
     /// The staleness bound is a guarantee, not a goal: a verify whose clock read (`now_ms`)
-    /// comes more than `refresh_interval` after a commit returned never judges by a snapshot
-    /// older than that commit. The view's `taken_ms` is read before its snapshot is taken, and
+    /// comes more than `refresh_interval` after a commit returned never judges by a state
+    /// older than that commit. The view's `taken_ms` is read before the change feed is, and
     /// a thread that finds the view stale while another refreshes it waits for that refresh
     /// (once per interval, a few microseconds) instead of using the stale view.
     pub(super) fn view(&self, now_ms: i64) -> Result<arc_swap::Guard<Arc<View>>> {
         let epoch = self.local_epoch.load(Ordering::Acquire);
         let current = self.view.load();
-        let must_refresh = current.local_epoch != epoch || current.snapshot.is_none();
-        if !must_refresh && !current.is_stale(now_ms, self.refresh_interval) {
+        if current.local_epoch == epoch && !current.is_stale(now_ms, self.refresh_interval) {
             return Ok(current);
         }
         let _guard = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
@@ -39,40 +39,40 @@ impl Inner {
         let epoch = self.local_epoch.load(Ordering::Acquire);
         let current = self.view.load();
         if current.local_epoch == epoch
-            && current.snapshot.is_some()
             && (current.taken_ms > now_ms || !current.is_stale(now_ms, self.refresh_interval))
         {
             return Ok(current);
         }
-        let snapshot = self.backend.snapshot()?;
-        let generation = read_u64_meta(&*snapshot, META_GENERATION)?;
-        let cache = if generation == current.generation {
-            Arc::clone(&current.cache)
-        } else {
-            Arc::new(RecordCache::new(self.record_cache_entries))
+        let changes = self.backend.changes_since(Some(current.generation))?;
+        // The backend now answers lookups at least as new as `changes.generation`; evicting
+        // after that (cache.rs, `evictions`) keeps entries read before it out of the cache.
+        let cache = match changes.changed {
+            Changed::Everything => Arc::new(RecordCache::new(self.record_cache_entries)),
+            Changed::Ids(ids) => {
+                if !ids.is_empty() {
+                    current.cache.evict(&ids);
+                }
+                Arc::clone(&current.cache)
+            }
         };
         let fresh = Arc::new(View {
-            snapshot: Some(snapshot),
             taken_ms: now_ms,
             local_epoch: epoch,
-            generation,
+            generation: changes.generation,
             cache,
         });
         self.view.store(Arc::clone(&fresh));
-        // Hand out this view, not a reload: a concurrent write may already have released it
-        // in the slot, but this caller's snapshot stays valid while it holds it.
         Ok(arc_swap::Guard::from_inner(fresh))
     }
 
-    /// Reads the head of an id missing from the cache from the snapshot.
-    pub(super) fn load(&self, view: &View, id: u64) -> Result<Cached> {
-        let snapshot = view_snapshot(view)?;
+    /// Reads the head of an id missing from the cache from the backend.
+    pub(super) fn load(&self, id: u64) -> Result<Cached> {
         // Both branches copy and decode a head of the same size (a record's or the dummy's),
         // so a first lookup costs the same whether or not the id exists, and whatever the
         // record's name, scopes and metadata weigh. (What remains is the storage engine's
         // found / not-found lookup: ~25 ns of a cold lookup; core/tests/timing_cold.rs.)
         let mut head = [0u8; HEAD_LEN];
-        match snapshot.key_head(id, &mut head)? {
+        match self.backend.key_head(id, &mut head)? {
             None => {
                 head.copy_from_slice(&self.dummy_head);
                 Ok(Cached::new(id, false, &Head::decode(&head)?))
@@ -84,16 +84,16 @@ impl Inner {
 
     /// The info of a key whose secret matched: the whole record, decoded and checked, must
     /// agree with the head the secret was judged against. Runs once per cached entry.
-    pub(super) fn info(&self, view: &View, entry: &Cached) -> Result<Arc<KeyInfo>> {
+    /// `None` if the key changed since its head was read (the backend now holds a newer
+    /// record, or none): the caller judges again by the newer state.
+    pub(super) fn info(&self, entry: &Cached) -> Result<Option<Arc<KeyInfo>>> {
         if let Some(info) = entry.info.get() {
-            return Ok(Arc::clone(info));
+            return Ok(Some(Arc::clone(info)));
         }
-        let snapshot = view_snapshot(view)?;
-        let bytes = snapshot
-            .key(entry.id)?
-            .ok_or_else(|| Error::Corrupt("key record vanished from its snapshot".into()))?;
-        let record = Record::decode(&bytes, self.hasher.record_key())?;
-        let head = Head::of(&record);
+        let Some(bytes) = self.backend.key(entry.id)? else {
+            return Ok(None);
+        };
+        let record = decode_stored(entry.id, &bytes, &self.hasher)?;
         let expected = Head {
             id: entry.id,
             salt: entry.salt,
@@ -101,13 +101,11 @@ impl Inner {
             state: entry.state,
             expires_at: entry.expires_at,
         };
-        if head != expected {
-            return Err(Error::Corrupt(
-                "key record: stored id or head does not match".into(),
-            ));
+        if Head::of(&record) != expected {
+            return Ok(None);
         }
-        let info = Arc::new(info_of(snapshot, &record)?);
-        Ok(Arc::clone(entry.info.get_or_init(|| info)))
+        let info = Arc::new(info_with(&record, self.backend.usage_total(entry.id)?));
+        Ok(Some(Arc::clone(entry.info.get_or_init(|| info))))
     }
 
     pub(super) fn check(&self, presented: &str, required_scopes: &[&str]) -> Result<Verification> {
@@ -130,32 +128,51 @@ impl Inner {
         let view = self.view(now)?;
         // Unknown ids have an entry too (with the dummy's salt and hash): hashed and compared
         // like a real one.
-        let judge = |entry: &Cached| self.judge(&view, entry, &parsed.secret, required_scopes, now);
-        match view.cache.with(id, judge) {
-            Some(verification) => verification,
+        let judge = |entry: &Cached| self.judge(entry, &parsed.secret, required_scopes, now);
+        let judged = match view.cache.with(id, judge) {
+            Some(judged) => judged?,
             None => {
-                let entry = self.load(&view, id)?;
-                view.cache.insert_with(entry, judge)
+                let epoch = view.cache.eviction_epoch();
+                let entry = self.load(id)?;
+                view.cache.insert_with(entry, epoch, judge)?
+            }
+        };
+        if let Some(verification) = judged {
+            return Ok(verification);
+        }
+        // The key changed after its head was read (a backend that reads the live state can
+        // be ahead of the change feed): judge by the newer state, uncached until the feed
+        // reports the change.
+        view.cache.remove(id);
+        for _ in 0..3 {
+            if let Some(verification) = judge(&self.load(id)?)? {
+                return Ok(verification);
             }
         }
+        Err(Error::Storage(
+            "the key kept changing while it was verified".into(),
+        ))
     }
 
+    /// Judges `secret` against a cached (or just loaded) entry; `None` if the key changed
+    /// since the entry was read.
     pub(super) fn judge(
         &self,
-        view: &View,
         entry: &Cached,
         secret: &[u8; 32],
         required_scopes: &[&str],
         now: i64,
-    ) -> Result<Verification> {
+    ) -> Result<Option<Verification>> {
         let id = entry.id;
         let computed = self.hasher.hash(&entry.salt, id, secret);
         let matched = bool::from(computed.ct_eq(&entry.hash)) & entry.present;
         if !matched {
-            return Ok(Verification::without_key(Outcome::NotFound));
+            return Ok(Some(Verification::without_key(Outcome::NotFound)));
         }
         // Nothing about the key is told before its whole record has been checked.
-        let info = self.info(view, entry)?;
+        let Some(info) = self.info(entry)? else {
+            return Ok(None);
+        };
         let outcome = match KeyStatus::of(entry.state, entry.expires_at, now) {
             KeyStatus::Revoked => Outcome::Revoked,
             KeyStatus::Expired => Outcome::Expired,
@@ -175,7 +192,7 @@ impl Inner {
         let key_id = Some(KeyId::from_u64(id));
         if outcome != Outcome::Valid {
             // A refused key is named by its id only, so "has a key" never admits it.
-            return Ok(Verification {
+            return Ok(Some(Verification {
                 outcome,
                 key: None,
                 key_id,
@@ -184,14 +201,14 @@ impl Inner {
                 } else {
                     Vec::new()
                 },
-            });
+            }));
         }
         self.usage.record(id, now);
-        Ok(Verification {
+        Ok(Some(Verification {
             outcome,
             key: Some(info),
             key_id,
             required_scopes: Vec::new(),
-        })
+        }))
     }
 }

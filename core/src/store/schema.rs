@@ -5,25 +5,25 @@ use std::path::Path;
 
 use subtle::ConstantTimeEq;
 
-use crate::backend::{Backend, Read};
+use crate::backend::{Backend, FileBackend, FileOptions, KeyQuery, MemoryBackend, Meta};
 use crate::error::{Error, Result};
 use crate::hash::Hasher;
 use crate::key;
 use crate::model::{self};
 use crate::record::Record;
 
+use super::shared::row_of;
+
 /// Newest store schema this build reads and writes.
 pub(super) const SCHEMA_VERSION: u32 = 1;
 pub(super) const META_SCHEMA: &str = "schema_version";
 pub(super) const META_PREFIX: &str = "prefix";
 pub(super) const META_PEPPER_CHECK: &str = "pepper_check";
-pub(super) const META_GENERATION: &str = "generation";
 pub(super) const META_CREATED_AT: &str = "created_at";
 
 /// What [`check_store`] found.
 pub(super) struct StoreCheck {
     pub(super) prefix: String,
-    pub(super) generation: u64,
     /// A peppered store written before key records were authenticated: its records are
     /// version 1 and its pepper check the version-1 value (see [`migrate_records`]).
     pub(super) legacy_records: bool,
@@ -31,12 +31,12 @@ pub(super) struct StoreCheck {
 
 /// Checks a store's schema version, prefix and pepper.
 pub(super) fn check_store(
-    view: &dyn Read,
+    meta: &Meta,
     requested: Option<&str>,
     hasher: &Hasher,
 ) -> Result<StoreCheck> {
-    let schema = view
-        .meta(META_SCHEMA)?
+    let schema = meta
+        .get(META_SCHEMA)
         .ok_or_else(|| Error::Corrupt("not a keystead store (no schema version)".into()))?;
     let schema = <[u8; 4]>::try_from(schema.as_slice())
         .map(u32::from_le_bytes)
@@ -51,9 +51,9 @@ pub(super) fn check_store(
     if schema == 0 {
         return Err(Error::Corrupt("schema version 0".into()));
     }
-    let stored = view
-        .meta(META_PREFIX)?
-        .and_then(|p| String::from_utf8(p).ok())
+    let stored = meta
+        .get(META_PREFIX)
+        .and_then(|p| String::from_utf8(p.clone()).ok())
         .filter(|p| key::is_valid_prefix(p))
         .ok_or_else(|| Error::Corrupt("missing or invalid prefix".into()))?;
     if let Some(requested) = requested {
@@ -64,8 +64,8 @@ pub(super) fn check_store(
             });
         }
     }
-    let check = view
-        .meta(META_PEPPER_CHECK)?
+    let check = meta
+        .get(META_PEPPER_CHECK)
         .ok_or_else(|| Error::Corrupt("missing pepper check".into()))?;
     let current = bool::from(check.as_slice().ct_eq(&hasher.pepper_check()));
     let legacy = hasher
@@ -76,7 +76,6 @@ pub(super) fn check_store(
     }
     Ok(StoreCheck {
         prefix: stored,
-        generation: read_u64_meta(view, META_GENERATION)?,
         legacy_records: legacy,
     })
 }
@@ -87,13 +86,13 @@ pub(super) fn check_store(
 /// done it first: then nothing is written). From then on a version-1 record in this store is
 /// `Corrupt`, and builds that predate authenticated records refuse it as `WrongPepper`.
 pub(super) fn migrate_records(backend: &dyn Backend, hasher: &Hasher) -> Result<()> {
-    backend.write(&mut |txn| {
+    backend.write(&mut |txn| -> Result<()> {
         let check = txn.meta(META_PEPPER_CHECK)?.unwrap_or_default();
         if bool::from(check.as_slice().ct_eq(&hasher.pepper_check())) {
             return Ok(());
         }
         let mut records = Vec::new();
-        txn.scan_keys(None, &mut |id, bytes| {
+        txn.list_keys(&KeyQuery::default(), &mut |id, bytes| {
             let record = Record::decode(bytes, None)?;
             if record.id != id {
                 return Err(Error::Corrupt(
@@ -104,23 +103,12 @@ pub(super) fn migrate_records(backend: &dyn Backend, hasher: &Hasher) -> Result<
             Ok(true)
         })?;
         for record in &records {
-            txn.put_key(record.id, &record.encode(hasher.record_key()))?;
+            let sealed = record.encode(hasher.record_key());
+            txn.put_key(&row_of(record, &sealed))?;
         }
-        txn.set_meta(META_PEPPER_CHECK, &hasher.pepper_check())?;
-        let generation = read_u64_meta(txn, META_GENERATION)?.wrapping_add(1);
-        txn.set_meta(META_GENERATION, &generation.to_le_bytes())
-    })
-}
-
-pub(super) fn read_u64_meta(view: &dyn Read, name: &str) -> Result<u64> {
-    match view.meta(name)? {
-        None => Ok(0),
-        Some(bytes) => bytes
-            .as_slice()
-            .try_into()
-            .map(u64::from_le_bytes)
-            .map_err(|_| Error::Corrupt(format!("meta `{name}` has the wrong length"))),
-    }
+        txn.set_meta(META_PEPPER_CHECK, &hasher.pepper_check())
+    })?;
+    Ok(())
 }
 
 /// Where a store lives, as named to [`KeyStore::open`].
@@ -135,6 +123,14 @@ pub(super) enum Location<'a> {
 impl<'a> Location<'a> {
     /// The schemes `open` understands, for error messages.
     pub(super) const SUPPORTED: &'static str = "a file path, `file://PATH` or `memory:`";
+
+    /// The backend for this location, with its default settings.
+    pub(super) fn backend(self) -> Box<dyn Backend> {
+        match self {
+            Location::File(path) => Box::new(FileBackend::new(path, FileOptions::new())),
+            Location::Memory => Box::new(MemoryBackend::new()),
+        }
+    }
 
     pub(super) fn parse(path: &'a Path) -> Result<Location<'a>> {
         let Some(text) = path.to_str() else {

@@ -11,22 +11,20 @@ use arc_swap::ArcSwap;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::cache::RecordCache;
-use super::schema::{read_u64_meta, META_GENERATION};
-use crate::backend::{Backend, Read, Snapshot, Txn};
+use crate::backend::{Backend, KeyRow, Read, Txn, UsageTotal};
 use crate::error::{Error, Result};
 use crate::hash::Hasher;
 use crate::key::KeyId;
-use crate::model::KeyInfo;
+use crate::model::{KeyInfo, KeyStatus};
 use crate::record::{Record, State, ALG_HMAC_SHA256_V1, HEAD_LEN};
 use crate::time;
 use crate::usage::UsageBuffer;
 
-/// A read snapshot plus the cache that is valid for its generation.
+/// The read path's view of the store: the generation it has caught up with and the cache
+/// that holds for it (entries of keys changed since were evicted when it was taken).
 pub(super) struct View {
-    /// `None` once released: an idle or just-written handle holds no snapshot, because a live
-    /// snapshot stops the engine from reusing pages freed after it (the file would grow).
-    pub(super) snapshot: Option<Box<dyn Snapshot>>,
-    /// When the snapshot was taken (ms since the epoch: the clock verify reads anyway).
+    /// When the change feed was read (ms since the epoch: the clock verify reads anyway),
+    /// before it was read.
     pub(super) taken_ms: i64,
     pub(super) local_epoch: u64,
     pub(super) generation: u64,
@@ -108,55 +106,53 @@ pub(super) fn decode_stored(id: u64, bytes: &[u8], hasher: &Hasher) -> Result<Re
     Ok(record)
 }
 
-/// The snapshot of a view `Inner::view` handed out (it only hands out views that hold one).
-pub(super) fn view_snapshot(view: &View) -> Result<&dyn Snapshot> {
-    view.snapshot
-        .as_deref()
-        .ok_or_else(|| Error::Storage("verify was given a released read view".into()))
+/// A key's info from its record and its usage totals.
+pub(super) fn info_with(record: &Record, usage: Option<UsageTotal>) -> KeyInfo {
+    let usage = usage.unwrap_or_default();
+    let last_used = (usage.count > 0).then_some(usage.last_used_ms);
+    KeyInfo::from_record(record, last_used, usage.count)
 }
 
 pub(super) fn info_of(view: &dyn Read, record: &Record) -> Result<KeyInfo> {
-    let usage = view.usage_total(record.id)?.unwrap_or_default();
-    let last_used = (usage.count > 0).then_some(usage.last_used_ms);
-    Ok(KeyInfo::from_record(record, last_used, usage.count))
+    Ok(info_with(record, view.usage_total(record.id)?))
 }
 
 impl Inner {
-    /// The stored form of a record: authenticated under the pepper's record key, if any.
-    pub(super) fn seal(&self, record: &Record) -> Vec<u8> {
-        record.encode(self.hasher.record_key())
+    /// Stores a record, sealed: authenticated under the pepper's record key, if any.
+    pub(super) fn put(&self, txn: &mut dyn Txn, record: &Record) -> Result<()> {
+        let sealed = record.encode(self.hasher.record_key());
+        txn.put_key(&row_of(record, &sealed))
     }
 
-    /// Runs an admin change in one write transaction that also bumps the store generation
-    /// (so every process drops cached records), then makes this handle see it at once.
+    /// Runs an admin change in one write transaction (the backend logs the changed ids
+    /// under the next generation, so every handle drops them from its cache), then makes this
+    /// handle see it at once.
     pub(super) fn write<T>(&self, mut body: impl FnMut(&mut dyn Txn) -> Result<T>) -> Result<T> {
         let mut result = None;
         self.backend.write(&mut |txn| {
-            let value = body(txn)?;
-            let generation = read_u64_meta(txn, META_GENERATION)?.wrapping_add(1);
-            txn.set_meta(META_GENERATION, &generation.to_le_bytes())?;
-            result = Some(value);
+            result = Some(body(txn)?);
             Ok(())
         })?;
         self.local_epoch.fetch_add(1, Ordering::AcqRel);
-        self.release_view(|_| true);
         result.ok_or_else(|| Error::Storage("the write transaction returned no result".into()))
     }
+}
 
-    /// Drops the read view's snapshot if `stale` says so, keeping its cache; the next verify
-    /// takes a fresh one. Never replaces a view another thread has refreshed meanwhile.
-    pub(super) fn release_view(&self, stale: impl Fn(&View) -> bool) {
-        let current = self.view.load_full();
-        if current.snapshot.is_none() || !stale(&current) {
-            return;
-        }
-        let released = Arc::new(View {
-            snapshot: None,
-            taken_ms: current.taken_ms,
-            local_epoch: current.local_epoch,
-            generation: current.generation,
-            cache: Arc::clone(&current.cache),
-        });
-        self.view.compare_and_swap(&current, released);
+/// The row a backend stores for `record`, whose sealed form is `sealed`.
+pub(super) fn row_of<'a>(record: &'a Record, sealed: &'a [u8]) -> KeyRow<'a> {
+    KeyRow {
+        id: record.id,
+        record: sealed,
+        name: &record.name,
+        scopes: &record.scopes,
+        metadata: &record.metadata,
+        state: match record.state {
+            State::Active => KeyStatus::Active,
+            State::Disabled => KeyStatus::Disabled,
+            State::Revoked => KeyStatus::Revoked,
+        },
+        created_at_ms: record.created_at,
+        updated_at_ms: record.updated_at,
+        expires_at_ms: record.expires_at,
     }
 }

@@ -4,16 +4,30 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use keystead::backend::MemoryBackend;
 use keystead::{KeyStore, Options};
 
 pub struct TempStore {
     pub dir: tempfile::TempDir,
     pub store: KeyStore,
+    /// The in-memory backend the store is on, if it is.
+    pub memory: Option<Arc<MemoryBackend>>,
 }
 
 impl TempStore {
     pub fn path(&self) -> PathBuf {
         self.dir.path().join("keystead.redb")
+    }
+
+    /// Another handle on the same store (as another process of the host would open it).
+    pub fn open_another(&self, options: Options) -> KeyStore {
+        match &self.memory {
+            Some(memory) => KeyStore::open_with(Arc::clone(memory), options),
+            None => KeyStore::open(self.path(), options),
+        }
+        .unwrap()
     }
 }
 
@@ -44,13 +58,30 @@ pub fn with_backend(backend: Backend, test: fn()) {
 /// A new, empty store on the backend of the running test (the file unless `every_backend!`
 /// runs it on another).
 pub fn open_new() -> TempStore {
+    open_new_with(options())
+}
+
+/// As [`open_new`], with these options.
+pub fn open_new_with(options: Options) -> TempStore {
     let dir = tempfile::tempdir().unwrap();
-    let store = match BACKEND.with(std::cell::Cell::get) {
-        Backend::File => KeyStore::open(dir.path().join("keystead.redb"), options()),
-        Backend::Memory => KeyStore::open("memory:", options()),
+    let (store, memory) = match BACKEND.with(std::cell::Cell::get) {
+        Backend::File => (
+            KeyStore::open(dir.path().join("keystead.redb"), options),
+            None,
+        ),
+        Backend::Memory => {
+            let memory = Arc::new(MemoryBackend::new());
+            (
+                KeyStore::open_with(Arc::clone(&memory), options),
+                Some(memory),
+            )
+        }
+    };
+    TempStore {
+        dir,
+        store: store.unwrap(),
+        memory,
     }
-    .unwrap();
-    TempStore { dir, store }
 }
 
 /// Runs each named test function (a plain `fn()` without `#[test]`) once per backend, as
