@@ -315,8 +315,15 @@ for attempt in 1 2 3 4 5 6 7 8; do
 done
 [[ -n "$port" ]] || fail_start "found no free port for the PostgreSQL server after 8 tries"
 
+# Our own psql calls ignore the caller's libpq variables (PGSSLMODE, PGOPTIONS, ...).
+psql_clean() {
+    env -u PGHOST -u PGHOSTADDR -u PGPORT -u PGUSER -u PGPASSWORD -u PGPASSFILE -u PGDATABASE \
+        -u PGSERVICE -u PGSERVICEFILE -u PGOPTIONS -u PGSSLMODE -u PGSSLROOTCERT -u PGREQUIRESSL \
+        -u PGTARGETSESSIONATTRS -u PGGSSENCMODE PGCONNECT_TIMEOUT=10 "$PGBIN/psql" -X "$@"
+}
+
 # --- roles and database -----------------------------------------------------------------------
-"$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$sock" -p "$port" -U postgres -d postgres \
+psql_clean -q -v ON_ERROR_STOP=1 -h "$sock" -p "$port" -U postgres -d postgres \
     >"$dir/setup.log" 2>&1 <<EOF || { cat "$dir/setup.log" >&2; fail_start "could not create the test role and database"; }
 ALTER ROLE postgres PASSWORD '$admin_pw';
 CREATE ROLE keystead LOGIN PASSWORD '$app_pw';
@@ -328,6 +335,8 @@ export KEYSTEAD_TEST_PG_ADMIN_URL="postgres://postgres:$admin_pw@127.0.0.1:$port
 export KEYSTEAD_TEST_PG_CTL="$dir/ctl"
 export KEYSTEAD_TEST_PG_DATA="$data"
 export KEYSTEAD_TEST_PG_LOG="$log"
+# Without --tls, variables inherited from the caller must not point the TLS tests elsewhere.
+unset KEYSTEAD_TEST_PG_TLS_URL KEYSTEAD_TEST_PG_CA KEYSTEAD_TEST_PG_WRONG_CA
 mode=""
 if [[ $tls == 1 ]]; then
     export KEYSTEAD_TEST_PG_CA="$tlsdir/ca.crt"
@@ -337,10 +346,10 @@ if [[ $tls == 1 ]]; then
 fi
 
 # Prove the URL works over TCP with SCRAM before handing it over.
-PGCONNECT_TIMEOUT=10 "$PGBIN/psql" -X -q -At -c 'select 1' "$KEYSTEAD_TEST_PG_URL" >/dev/null 2>"$dir/setup.log" \
+psql_clean -q -At -c 'select 1' "$KEYSTEAD_TEST_PG_URL" >/dev/null 2>"$dir/setup.log" \
     || { cat "$dir/setup.log" >&2; fail_start "the test URL does not connect"; }
 if [[ $tls == 1 ]]; then
-    PGCONNECT_TIMEOUT=10 "$PGBIN/psql" -X -q -At -c 'select 1' "$KEYSTEAD_TEST_PG_TLS_URL" >/dev/null 2>"$dir/setup.log" \
+    psql_clean -q -At -c 'select 1' "$KEYSTEAD_TEST_PG_TLS_URL" >/dev/null 2>"$dir/setup.log" \
         || { cat "$dir/setup.log" >&2; fail_start "the TLS test URL does not connect"; }
 fi
 
