@@ -36,9 +36,9 @@ die() {
     echo "$me: error: $*" >&2
     exit 125
 }
-usage() {
+usage() { # exit code
     sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
-    exit 125
+    exit "$1"
 }
 now() { echo "${EPOCHREALTIME/[.,]/}"; } # microseconds
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 1e6 }'; }
@@ -49,12 +49,12 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --tls) tls=1; shift ;;
         --) shift; break ;;
-        -h | --help) usage ;;
-        -*) echo "$me: unknown option $1" >&2; usage ;;
+        -h | --help) usage 0 ;;
+        -*) echo "$me: unknown option $1" >&2; usage 125 ;;
         *) break ;;
     esac
 done
-[[ $# -gt 0 ]] || usage
+[[ $# -gt 0 ]] || usage 125
 if ! command -v "$1" >/dev/null; then
     echo "$me: error: command not found: $1" >&2
     exit 127
