@@ -93,6 +93,12 @@ pub enum Error {
     /// with one kind, everywhere.
     #[error("the key store is closed")]
     Closed,
+    /// The store's database cannot be reached or refused the connection (down, unreachable,
+    /// authentication or TLS failure), or this process exceeded its bound on database
+    /// lookups. Never a statement about a key: a verify that cannot be judged fails with this
+    /// error instead of answering `not_found` (docs/fleet.md, "Outages").
+    #[error("the key store is unavailable: {0}")]
+    StoreUnavailable(String),
 }
 
 /// The stable classification of an [`Error`]: what a caller can act on, and what every binding
@@ -124,6 +130,9 @@ pub enum ErrorKind {
     Store,
     /// The handle was closed ([`Error::Closed`]).
     Closed,
+    /// The store's database cannot be reached now; retrying later may succeed
+    /// ([`Error::StoreUnavailable`]).
+    Unavailable,
 }
 
 impl ErrorKind {
@@ -137,6 +146,7 @@ impl ErrorKind {
         ErrorKind::UnsupportedVersion,
         ErrorKind::Store,
         ErrorKind::Closed,
+        ErrorKind::Unavailable,
     ];
 
     /// The stable code of the kind, e.g. `KEYSTEAD_INVALID_ARGUMENT`: the `code` of the Node
@@ -151,6 +161,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedVersion => "KEYSTEAD_UNSUPPORTED_VERSION",
             ErrorKind::Store => "KEYSTEAD_STORE_ERROR",
             ErrorKind::Closed => "KEYSTEAD_CLOSED",
+            ErrorKind::Unavailable => "KEYSTEAD_UNAVAILABLE",
         }
     }
 }
@@ -182,6 +193,7 @@ impl Error {
             | Error::StoreReplaced
             | Error::StoreNotFound => ErrorKind::Store,
             Error::Closed => ErrorKind::Closed,
+            Error::StoreUnavailable(_) => ErrorKind::Unavailable,
         }
     }
 
@@ -224,6 +236,7 @@ mod tests {
             Error::StoreReplaced,
             Error::StoreNotFound,
             Error::Closed,
+            Error::StoreUnavailable("x".into()),
         ]
     }
 

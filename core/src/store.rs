@@ -180,6 +180,7 @@ impl KeyStore {
         } = checked;
         let taken_ms = time::now_ms();
         let generation = backend.changes_since(None)?.generation;
+        let signal = backend.change_signal();
 
         let rng = SystemRandom::new();
         let mut dummy_record = blank_record(0, String::new(), Vec::new(), BTreeMap::new(), None);
@@ -187,26 +188,39 @@ impl KeyStore {
         fill(&rng, &mut dummy_record.hash)?;
         let mut dummy_head = [0u8; HEAD_LEN];
         dummy_head.copy_from_slice(&dummy_record.encode(hasher.record_key())[..HEAD_LEN]);
-        let view = View {
+        let placeholder = View {
             taken_ms,
+            synced_ms: taken_ms,
+            fresh_until_ms: taken_ms,
             local_epoch: 0,
             generation,
             cache: Arc::new(RecordCache::new(options.record_cache_entries)),
         };
-        let inner = Arc::new(Inner {
+        let mut inner = Inner {
             backend,
             hasher,
             prefix: stored_prefix,
             actor: options.actor,
             rng,
             refresh_interval: options.refresh_interval,
+            max_staleness: options.max_staleness,
             record_cache_entries: options.record_cache_entries,
-            view: ArcSwap::from_pointee(view),
+            signal,
+            view: ArcSwap::from_pointee(placeholder),
             refresh: Mutex::new(()),
             local_epoch: AtomicU64::new(0),
             usage: UsageBuffer::new(),
             dummy_head,
-        });
+        };
+        let view = inner.new_view(
+            taken_ms,
+            taken_ms,
+            0,
+            generation,
+            Arc::new(RecordCache::new(options.record_cache_entries)),
+        );
+        inner.view = ArcSwap::from_pointee(view);
+        let inner = Arc::new(inner);
         let flusher = (!options.flush_interval.is_zero())
             .then(|| spawn_flusher(Arc::downgrade(&inner), options.flush_interval))
             .transpose()?;

@@ -41,6 +41,8 @@ mod file;
 mod memory;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use crate::error::Result;
 use crate::model::KeyStatus;
@@ -185,6 +187,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Failures to read.
     fn usage_total(&self, id: u64) -> Result<Option<UsageTotal>>;
 
+    /// A counter the backend raises (`fetch_max`) to the newest generation it heard of
+    /// between feed reads, e.g. from a database notification. The store reads it on every
+    /// verify (one atomic load) and reads the feed at once when it is ahead; without one,
+    /// changes by others are seen at the next refresh interval.
+    fn change_signal(&self) -> Option<Arc<AtomicU64>> {
+        None
+    }
+
     /// Lets go of anything held for reads (redb: its read transaction, so that other
     /// processes' writes can reuse freed pages). Called when a handle is idle.
     fn release_reads(&self) {}
@@ -214,7 +224,7 @@ pub trait Backend: Send + Sync + 'static {
 
 /// A shared backend: several `KeyStore` handles (e.g. with different options) on one
 /// [`MemoryBackend`] or one backend of the caller's.
-impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+impl<B: Backend + ?Sized> Backend for Arc<B> {
     fn inspect(&self) -> Result<Option<Meta>> {
         (**self).inspect()
     }
@@ -238,6 +248,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn release_reads(&self) {
         (**self).release_reads();
+    }
+    fn change_signal(&self) -> Option<Arc<AtomicU64>> {
+        (**self).change_signal()
     }
     fn read(&self) -> Result<Box<dyn Read + '_>> {
         (**self).read()

@@ -39,8 +39,7 @@ pub(super) fn spawn_flusher(inner: Weak<Inner>, interval: Duration) -> Result<Fl
                 let _ = inner.flush();
                 // An idle handle lets go of what the backend holds for reads (redb: a read
                 // transaction) so other processes' writes can reuse freed pages.
-                let interval = inner.refresh_interval;
-                if inner.view.load().is_stale(time::now_ms(), interval) {
+                if inner.view.load().is_stale(time::now_ms()) {
                     inner.backend.release_reads();
                 }
             }

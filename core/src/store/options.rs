@@ -24,6 +24,7 @@ pub struct Options {
     pub(super) prefix: Option<String>,
     pub(super) pepper: Option<Zeroizing<Vec<u8>>>,
     pub(super) refresh_interval: Duration,
+    pub(super) max_staleness: Duration,
     pub(super) flush_interval: Duration,
     pub(super) record_cache_entries: usize,
     pub(super) actor: Option<String>,
@@ -36,6 +37,7 @@ impl Default for Options {
             prefix: None,
             pepper: None,
             refresh_interval: Duration::from_secs(1),
+            max_staleness: Duration::from_secs(30),
             flush_interval: Duration::from_secs(1),
             record_cache_entries: 65_536,
             actor: None,
@@ -70,13 +72,23 @@ impl Options {
         self.pepper = Some(Zeroizing::new(pepper.into()));
         self
     }
-    /// How long verify may use one read snapshot before taking a fresh one. This bounds how
-    /// late a change made by another process (or another `KeyStore` on the same file) is seen;
-    /// changes made through this `KeyStore` are seen at once. Zero takes a snapshot per verify.
+    /// How long verify may judge by the store as it last read the backend's change feed
+    /// before reading it again. This bounds how late a change made by another process (or
+    /// another `KeyStore` on the same store) is seen; changes made through this `KeyStore` are
+    /// seen at once. Zero reads the feed on every verify.
     /// It also bounds how long a replaced store file is served: the first refresh after the
     /// path came to name another file fails with [`Error::StoreReplaced`].
     pub fn refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
+        self
+    }
+    /// How long cached keys keep verifying while the backend is unavailable (a database
+    /// that cannot be reached; default 30 s) after its last successful sync. Past that,
+    /// verify fails closed with [`Error::StoreUnavailable`](crate::Error::StoreUnavailable);
+    /// a key that is not cached fails with it at once. It never turns into an outcome about
+    /// the key.
+    pub fn max_staleness(mut self, staleness: Duration) -> Self {
+        self.max_staleness = staleness;
         self
     }
     /// How often counted usage is written to the store in the background; zero writes it only
@@ -112,6 +124,7 @@ impl fmt::Debug for Options {
             .field("prefix", &self.prefix)
             .field("pepper", &self.pepper.as_ref().map(|_| "<redacted>"))
             .field("refresh_interval", &self.refresh_interval)
+            .field("max_staleness", &self.max_staleness)
             .field("flush_interval", &self.flush_interval)
             .field("record_cache_entries", &self.record_cache_entries)
             .field("actor", &self.actor)

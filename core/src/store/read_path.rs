@@ -8,9 +8,9 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use super::cache::{Cached, RecordCache};
-use super::shared::{decode_stored, info_with, Inner, View};
+use super::shared::{decode_stored, info_with, unavailable_reason, Inner, View};
 use crate::backend::Changed;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::key::{self, KeyId};
 use crate::model::{KeyInfo, KeyStatus};
 use crate::record::{Head, HEAD_LEN};
@@ -29,7 +29,7 @@ impl Inner {
     pub(super) fn view(&self, now_ms: i64) -> Result<arc_swap::Guard<Arc<View>>> {
         let epoch = self.local_epoch.load(Ordering::Acquire);
         let current = self.view.load();
-        if current.local_epoch == epoch && !current.is_stale(now_ms, self.refresh_interval) {
+        if current.local_epoch == epoch && !current.is_stale(now_ms) && !self.signalled(&current) {
             return Ok(current);
         }
         let _guard = self.refresh.lock().unwrap_or_else(|p| p.into_inner());
@@ -39,11 +39,18 @@ impl Inner {
         let epoch = self.local_epoch.load(Ordering::Acquire);
         let current = self.view.load();
         if current.local_epoch == epoch
-            && (current.taken_ms > now_ms || !current.is_stale(now_ms, self.refresh_interval))
+            && !self.signalled(&current)
+            && (current.taken_ms > now_ms || !current.is_stale(now_ms))
         {
             return Ok(current);
         }
-        let changes = self.backend.changes_since(Some(current.generation))?;
+        let changes = match self.backend.changes_since(Some(current.generation)) {
+            Ok(changes) => changes,
+            Err(e) if e.kind() == ErrorKind::Unavailable => {
+                return self.serve_stale(&current, now_ms, e);
+            }
+            Err(e) => return Err(e),
+        };
         // The backend now answers lookups at least as new as `changes.generation`; evicting
         // after that (cache.rs, `evictions`) keeps entries read before it out of the cache.
         let cache = match changes.changed {
@@ -55,14 +62,47 @@ impl Inner {
                 Arc::clone(&current.cache)
             }
         };
-        let fresh = Arc::new(View {
-            taken_ms: now_ms,
-            local_epoch: epoch,
-            generation: changes.generation,
-            cache,
-        });
+        let fresh = Arc::new(self.new_view(now_ms, now_ms, epoch, changes.generation, cache));
         self.view.store(Arc::clone(&fresh));
         Ok(arc_swap::Guard::from_inner(fresh))
+    }
+
+    /// Whether the backend heard of a change newer than the view (a database notification):
+    /// then the view is refreshed at once instead of at the end of the interval.
+    fn signalled(&self, view: &View) -> bool {
+        self.signal
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed) > view.generation)
+    }
+
+    /// The backend cannot be reached: keep judging cached keys by the last synced state
+    /// until `max_staleness` after that sync (misses fail at once, in `load`), then fail
+    /// closed. The next attempt to reach it comes a refresh interval later.
+    fn serve_stale(
+        &self,
+        current: &View,
+        now_ms: i64,
+        error: Error,
+    ) -> Result<arc_swap::Guard<Arc<View>>> {
+        let since = now_ms.saturating_sub(current.synced_ms);
+        if since > time::duration_ms(self.max_staleness) {
+            return Err(Error::StoreUnavailable(format!(
+                "{}; no successful sync for {} ms, more than max_staleness ({} ms), so cached \
+                 keys are no longer trusted",
+                unavailable_reason(&error),
+                since,
+                time::duration_ms(self.max_staleness)
+            )));
+        }
+        let held = Arc::new(self.new_view(
+            now_ms,
+            current.synced_ms,
+            current.local_epoch,
+            current.generation,
+            Arc::clone(&current.cache),
+        ));
+        self.view.store(Arc::clone(&held));
+        Ok(arc_swap::Guard::from_inner(held))
     }
 
     /// Reads the head of an id missing from the cache from the backend.

@@ -23,19 +23,31 @@ use crate::usage::UsageBuffer;
 /// The read path's view of the store: the generation it has caught up with and the cache
 /// that holds for it (entries of keys changed since were evicted when it was taken).
 pub(super) struct View {
-    /// When the change feed was read (ms since the epoch: the clock verify reads anyway),
-    /// before it was read.
+    /// When the change feed was last asked (ms since the epoch: the clock verify reads
+    /// anyway), read before it was asked.
     pub(super) taken_ms: i64,
+    /// When the change feed last answered (`taken_ms` unless the backend was unavailable).
+    pub(super) synced_ms: i64,
+    /// The view is used until then: the earlier of `taken_ms + refresh_interval` and
+    /// `synced_ms + max_staleness`.
+    pub(super) fresh_until_ms: i64,
     pub(super) local_epoch: u64,
     pub(super) generation: u64,
     pub(super) cache: Arc<RecordCache>,
 }
 
 impl View {
-    /// Older than `interval`, or the clock went backwards since it was taken.
-    pub(super) fn is_stale(&self, now_ms: i64, interval: Duration) -> bool {
-        now_ms < self.taken_ms
-            || now_ms.saturating_sub(self.taken_ms) >= time::duration_ms(interval)
+    /// Past its `fresh_until_ms`, or the clock went backwards since it was taken.
+    pub(super) fn is_stale(&self, now_ms: i64) -> bool {
+        now_ms < self.taken_ms || now_ms >= self.fresh_until_ms
+    }
+}
+
+/// The message of an `Unavailable` error, without its "unavailable:" preamble.
+pub(super) fn unavailable_reason(error: &Error) -> String {
+    match error {
+        Error::StoreUnavailable(why) => why.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -46,7 +58,11 @@ pub(super) struct Inner {
     pub(super) actor: Option<String>,
     pub(super) rng: SystemRandom,
     pub(super) refresh_interval: Duration,
+    /// How long cached keys keep verifying while the backend is unavailable.
+    pub(super) max_staleness: Duration,
     pub(super) record_cache_entries: usize,
+    /// Raised by the backend when it hears of a newer generation (see `Backend::change_signal`).
+    pub(super) signal: Option<Arc<AtomicU64>>,
     /// Loaded without touching a shared reference count, so verifying threads do not contend.
     pub(super) view: ArcSwap<View>,
     pub(super) refresh: Mutex<()>,
@@ -118,6 +134,29 @@ pub(super) fn info_of(view: &dyn Read, record: &Record) -> Result<KeyInfo> {
 }
 
 impl Inner {
+    /// A view of generation `generation` whose feed was asked at `taken_ms` and last answered
+    /// at `synced_ms`.
+    pub(super) fn new_view(
+        &self,
+        taken_ms: i64,
+        synced_ms: i64,
+        local_epoch: u64,
+        generation: u64,
+        cache: Arc<RecordCache>,
+    ) -> View {
+        let fresh_until_ms = taken_ms
+            .saturating_add(time::duration_ms(self.refresh_interval))
+            .min(synced_ms.saturating_add(time::duration_ms(self.max_staleness)));
+        View {
+            taken_ms,
+            synced_ms,
+            fresh_until_ms,
+            local_epoch,
+            generation,
+            cache,
+        }
+    }
+
     /// Stores a record, sealed: authenticated under the pepper's record key, if any.
     pub(super) fn put(&self, txn: &mut dyn Txn, record: &Record) -> Result<()> {
         let sealed = record.encode(self.hasher.record_key());
