@@ -114,7 +114,7 @@ impl KeyStore {
     ///   no store (nothing is created);
     /// - [`Error::Io`], [`Error::Locked`], [`Error::Storage`] for failures of the file.
     pub fn open(location: impl AsRef<Path>, options: Options) -> Result<KeyStore> {
-        let backend = Location::parse(location.as_ref())?.backend();
+        let backend = Location::parse(location.as_ref())?.backend()?;
         Self::open_boxed(backend, options)
     }
 
@@ -238,7 +238,7 @@ impl KeyStore {
             Location::Memory => Err(Error::invalid(
                 "an in-memory store (`memory:`) has no file to check; each open makes a new one",
             )),
-            location => location.backend().check_integrity(),
+            location => location.backend()?.check_integrity(),
         }
     }
 

@@ -39,6 +39,8 @@
 
 mod file;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
@@ -49,6 +51,8 @@ use crate::model::KeyStatus;
 
 pub use self::file::{FileBackend, FileOptions};
 pub use self::memory::MemoryBackend;
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresBackend, PostgresOptions};
 
 /// The meta rows of a store: schema version, prefix, pepper check value, creation time.
 /// Names and values are the store's; a backend keeps them as given.
@@ -103,6 +107,11 @@ pub struct KeyRow<'a> {
     pub id: u64,
     /// The sealed record, returned unchanged by [`Backend::key`].
     pub record: &'a [u8],
+    /// The key's salt (not secret).
+    pub salt: &'a [u8],
+    /// The HMAC of the key's secret (not the secret; useless without the pepper's key and
+    /// the secret, but for the store's eyes only).
+    pub secret_hash: &'a [u8],
     /// The key's name.
     pub name: &'a str,
     /// Its scopes, sorted.

@@ -118,18 +118,38 @@ pub(super) enum Location<'a> {
     File(&'a Path),
     /// `memory:`: a new store in this process's memory.
     Memory,
+    /// `postgres://…` or `postgresql://…` (feature `postgres`).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Postgres(&'a str),
 }
 
 impl<'a> Location<'a> {
     /// The schemes `open` understands, for error messages.
+    #[cfg(feature = "postgres")]
+    pub(super) const SUPPORTED: &'static str =
+        "a file path, `file://PATH`, `memory:` or `postgres://…` (`postgresql://…`)";
+    #[cfg(not(feature = "postgres"))]
     pub(super) const SUPPORTED: &'static str = "a file path, `file://PATH` or `memory:`";
 
     /// The backend for this location, with its default settings.
-    pub(super) fn backend(self) -> Box<dyn Backend> {
-        match self {
+    pub(super) fn backend(self) -> Result<Box<dyn Backend>> {
+        Ok(match self {
             Location::File(path) => Box::new(FileBackend::new(path, FileOptions::new())),
             Location::Memory => Box::new(MemoryBackend::new()),
-        }
+            #[cfg(feature = "postgres")]
+            Location::Postgres(url) => Box::new(crate::backend::PostgresBackend::new(
+                url,
+                crate::backend::PostgresOptions::new(),
+            )?),
+            #[cfg(not(feature = "postgres"))]
+            Location::Postgres(_) => {
+                return Err(Error::invalid(format!(
+                    "this build of keystead has no PostgreSQL support (cargo feature \
+                     `postgres`); supported: {}",
+                    Self::SUPPORTED
+                )))
+            }
+        })
     }
 
     pub(super) fn parse(path: &'a Path) -> Result<Location<'a>> {
@@ -152,11 +172,7 @@ impl<'a> Location<'a> {
         match scheme.to_ascii_lowercase().as_str() {
             "file" if !rest.is_empty() => Ok(Location::File(Path::new(rest))),
             "file" => Err(Error::invalid("`file://` names no file")),
-            "postgres" | "postgresql" => Err(Error::invalid(format!(
-                "`{scheme}://` stores are not supported by this build of keystead yet; \
-                 supported: {}",
-                Self::SUPPORTED
-            ))),
+            "postgres" | "postgresql" => Ok(Location::Postgres(text)),
             _ => Err(Error::invalid(format!(
                 "unknown store location scheme `{}://`; supported: {}",
                 model::truncate_for_message(scheme),

@@ -182,6 +182,8 @@ pub(super) fn row_of<'a>(record: &'a Record, sealed: &'a [u8]) -> KeyRow<'a> {
     KeyRow {
         id: record.id,
         record: sealed,
+        salt: &record.salt,
+        secret_hash: &record.hash,
         name: &record.name,
         scopes: &record.scopes,
         metadata: &record.metadata,

@@ -14,6 +14,8 @@ pub struct TempStore {
     pub store: KeyStore,
     /// The in-memory backend the store is on, if it is.
     pub memory: Option<Arc<MemoryBackend>>,
+    /// The database location the store is on, if it is.
+    pub location: Option<String>,
 }
 
 impl TempStore {
@@ -23,9 +25,10 @@ impl TempStore {
 
     /// Another handle on the same store (as another process of the host would open it).
     pub fn open_another(&self, options: Options) -> KeyStore {
-        match &self.memory {
-            Some(memory) => KeyStore::open_with(Arc::clone(memory), options),
-            None => KeyStore::open(self.path(), options),
+        match (&self.memory, &self.location) {
+            (Some(memory), _) => KeyStore::open_with(Arc::clone(memory), options),
+            (None, Some(location)) => KeyStore::open(location, options),
+            (None, None) => KeyStore::open(self.path(), options),
         }
         .unwrap()
     }
@@ -43,6 +46,8 @@ pub enum Backend {
     File,
     /// `memory:`, the in-memory backend.
     Memory,
+    /// PostgreSQL at `KEYSTEAD_TEST_PG_URL`, one fresh schema per store (feature `postgres`).
+    Postgres,
 }
 
 thread_local! {
@@ -64,24 +69,71 @@ pub fn open_new() -> TempStore {
 /// As [`open_new`], with these options.
 pub fn open_new_with(options: Options) -> TempStore {
     let dir = tempfile::tempdir().unwrap();
-    let (store, memory) = match BACKEND.with(std::cell::Cell::get) {
-        Backend::File => (
-            KeyStore::open(dir.path().join("keystead.redb"), options),
-            None,
-        ),
+    let mut location = None;
+    let mut memory = None;
+    let store = match BACKEND.with(std::cell::Cell::get) {
+        Backend::File => KeyStore::open(dir.path().join("keystead.redb"), options),
         Backend::Memory => {
-            let memory = Arc::new(MemoryBackend::new());
-            (
-                KeyStore::open_with(Arc::clone(&memory), options),
-                Some(memory),
-            )
+            let shared = Arc::new(MemoryBackend::new());
+            memory = Some(Arc::clone(&shared));
+            KeyStore::open_with(shared, options)
+        }
+        Backend::Postgres => {
+            let url = pg_location();
+            let store = KeyStore::open(&url, options);
+            location = Some(url);
+            store
         }
     };
     TempStore {
         dir,
         store: store.unwrap(),
         memory,
+        location,
     }
+}
+
+/// The test server's URL. With feature `postgres` the PostgreSQL tests need a server:
+/// `scripts/test-postgres.sh` starts one and sets `KEYSTEAD_TEST_PG_URL`; without it they
+/// fail, never skip.
+pub fn pg_url() -> String {
+    std::env::var("KEYSTEAD_TEST_PG_URL").unwrap_or_else(|_| {
+        panic!(
+            "KEYSTEAD_TEST_PG_URL is not set: run the PostgreSQL tests through \
+             scripts/test-postgres.sh (it starts a throwaway server), or point the variable \
+             at a server of your own"
+        )
+    })
+}
+
+/// A location for a new, empty store: a fresh schema in the test database, chosen with
+/// the connection's `search_path`.
+#[cfg(feature = "postgres")]
+pub fn pg_location() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let url = pg_url();
+    let schema = format!(
+        "ks_t{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let mut client = postgres::Client::connect(&url, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("cannot connect to KEYSTEAD_TEST_PG_URL: {e}"));
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-csearch_path%3D{schema}")
+}
+
+#[cfg(not(feature = "postgres"))]
+pub fn pg_location() -> String {
+    unreachable!("the PostgreSQL tests are compiled only with feature `postgres`")
 }
 
 /// Runs each named test function (a plain `fn()` without `#[test]`) once per backend, as
@@ -95,6 +147,10 @@ macro_rules! every_backend {
         }
         mod memory {
             $(#[test] fn $test() { $crate::common::with_backend($crate::common::Backend::Memory, super::$test) })*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            $(#[test] fn $test() { $crate::common::with_backend($crate::common::Backend::Postgres, super::$test) })*
         }
     };
 }
