@@ -53,7 +53,8 @@ else
 fi
 bin_dir="$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release"
 
-# Scratch store files of store_ops (in memory when possible), removed however this ends.
+# Scratch store files of store_ops's file-backed inputs (one in 32; the others use its
+# `memory:` backend), in /dev/shm when possible, removed however this ends.
 scratch="$(mktemp -d /dev/shm/keystead-fuzz-scratch.XXXXXX 2>/dev/null ||
   mktemp -d "${TMPDIR:-/tmp}/keystead-fuzz-scratch.XXXXXX")"
 trap 'rm -rf "$scratch"' EXIT

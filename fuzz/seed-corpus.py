@@ -6,7 +6,10 @@
   over-long ones, cut to just over the 4 KiB limit to keep the corpus small);
 - decode_record: a few valid key records in the documented layout (core/src/record.rs and
   codec.rs: version 1, little-endian integers, u16-length strings, CRC-32 trailer);
-- store_ops: a few fixed pseudo-random byte strings (the `arbitrary` op decoder reads any bytes).
+- store_ops: a few fixed pseudo-random byte strings (the `arbitrary` op decoder reads any bytes);
+  the target runs an input on a store file rather than `memory:` when the CRC-32 of its bytes
+  is a multiple of 32 (FILE_EVERY), so one more seed, the longest with its last byte changed,
+  is one of those.
 
 Files are named by the SHA-1 of their content, as libFuzzer names corpus entries. Existing files
 in those directories are removed first. Run from anywhere:  python3 fuzz/seed-corpus.py
@@ -122,7 +125,14 @@ def main() -> None:
     write("decode_record", records)
 
     rng = random.Random(7)
-    write("store_ops", [bytes(rng.randrange(256) for _ in range(n)) for n in (16, 64, 128, 256, 512)])
+    store_ops = [bytes(rng.randrange(256) for _ in range(n)) for n in (16, 64, 128, 256, 512)]
+    longest = store_ops[-1]
+    on_file = next(
+        seed
+        for last in range(256)
+        if zlib.crc32(seed := longest[:-1] + bytes([last])) % 32 == 0
+    )
+    write("store_ops", store_ops + [on_file])
 
 
 if __name__ == "__main__":
