@@ -96,19 +96,30 @@ fn unknown_schemes_are_typed_errors_naming_the_supported_ones() {
         assert!(message.contains("memory:"), "{message}");
         assert!(message.contains("file://"), "{message}");
     }
-    // PostgreSQL is named as not supported by this build, never taken as a file name.
+    // PostgreSQL is never taken as a file name: without feature `postgres` it is named as
+    // not supported by this build; with it, a server that cannot be reached is `Unavailable`.
     for location in [
-        "postgres://u@h/db",
-        "postgresql://u@h/db?sslmode=verify-full",
+        "postgres://u:hunter2@127.0.0.1:1/db?sslmode=disable&connect_timeout=2",
+        "postgresql://u:hunter2@127.0.0.1:1/db?sslmode=disable&connect_timeout=2",
     ] {
-        let message = invalid_message(location);
-        assert!(message.contains("not supported by this build"), "{message}");
+        #[cfg(not(feature = "postgres"))]
+        let message = {
+            let message = invalid_message(location);
+            assert!(message.contains("no PostgreSQL support"), "{message}");
+            message
+        };
+        #[cfg(feature = "postgres")]
+        let message = match KeyStore::open(location, common::options()) {
+            Err(e @ Error::StoreUnavailable(_)) => format!("{e} {e:?}"),
+            other => panic!("{location}: expected StoreUnavailable, got {other:?}"),
+        };
         assert!(
-            !message.contains("u@h"),
-            "the location (and any password) is not echoed"
+            !message.contains("hunter2"),
+            "the password is never echoed: {message}"
         );
     }
     assert!(!std::path::Path::new("postgres:").exists());
+    assert!(!std::path::Path::new("postgresql:").exists());
 }
 
 #[test]
