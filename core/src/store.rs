@@ -57,10 +57,55 @@ pub(crate) fn file_path_of(location: &Path) -> Result<std::path::PathBuf> {
     }
 }
 
-/// A store of API keys in one embedded file.
+/// A store location as it may be shown (in logs, errors, CLI output): a URL's password —
+/// `user:PASSWORD@` or a `password=` parameter — replaced by `****`; a path unchanged.
+///
+/// # Example
+/// ```
+/// assert_eq!(
+///     keystead::display_location("postgres://app:s3cret@db/keys?sslmode=verify-full"),
+///     "postgres://app:****@db/keys?sslmode=verify-full"
+/// );
+/// assert_eq!(keystead::display_location("/var/lib/hub/keys.redb"), "/var/lib/hub/keys.redb");
+/// ```
+pub fn display_location(location: &str) -> String {
+    let Some((scheme, rest)) = location.split_once("://") else {
+        return location.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let masked = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:****@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    // Query parameters may carry a password too (`password=`).
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                        format!("{name}=****")
+                    }
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{masked}{tail}")
+}
+
+/// A store of API keys: one embedded file by default, in memory, on PostgreSQL (feature
+/// `postgres`), or on a backend of the caller's ([`KeyStore::open_with`]).
 ///
 /// `KeyStore` is `Send + Sync`: share it (e.g. in an `Arc`) and verify from many threads.
-/// Several processes of one host may open the same file.
+/// Several processes of one host may open the same file; many hosts may open one PostgreSQL
+/// store (docs/fleet.md).
 ///
 /// # Example
 /// ```
@@ -89,12 +134,15 @@ impl fmt::Debug for KeyStore {
 }
 
 impl KeyStore {
-    /// Opens the store at `path`, creating the file (mode 0600) if it does not exist. A store is
-    /// never created through a symbolic link (an existing store may be opened through one).
+    /// Opens the store at `location`, creating it if there is none.
     ///
-    /// `path` is a location: a file path or `file://PATH` (the embedded redb file), or
-    /// `memory:` for a new store in this process's memory, gone when the handle is dropped
-    /// (for tests and ephemeral use; each open makes a separate store).
+    /// The location picks the backend:
+    /// - a file path or `file://PATH`: the embedded redb file (created with mode 0600; never
+    ///   created through a symbolic link, though an existing store may be opened through one);
+    /// - `memory:`: a new store in this process's memory, gone when the handle is dropped (for
+    ///   tests and ephemeral use; each open makes a separate store);
+    /// - `postgres://…` or `postgresql://…` (feature `postgres`): a store shared by many
+    ///   hosts (docs/fleet.md).
     ///
     /// With a pepper, a store written before key records were authenticated is upgraded in
     /// one write transaction: every record is rewritten authenticated under the pepper
@@ -103,7 +151,8 @@ impl KeyStore {
     /// # Errors
     /// - [`Error::InvalidArgument`] for a bad prefix or actor, a pepper outside 32 to 1024 bytes
     ///   (or all zero bytes), a `path` that is a symbolic link to a missing or empty file, or
-    ///   a location with a `scheme://` other than `file://`;
+    ///   a location with another `scheme://` (or `postgres://` in a build without the
+    ///   feature);
     /// - [`Error::InsecurePermissions`] for an existing file that its group or others may
     ///   write (`chmod 600` fixes it);
     /// - [`Error::PrefixMismatch`] if a prefix is given that is not the store's;
@@ -112,7 +161,9 @@ impl KeyStore {
     /// - [`Error::Corrupt`] for a file that is not a keystead store;
     /// - [`Error::StoreNotFound`] with [`Options::create_if_missing`]`(false)` where there is
     ///   no store (nothing is created);
-    /// - [`Error::Io`], [`Error::Locked`], [`Error::Storage`] for failures of the file.
+    /// - [`Error::Io`], [`Error::Locked`], [`Error::Storage`] for failures of the file;
+    /// - [`Error::StoreUnavailable`] for a database that cannot be reached or refuses the
+    ///   connection.
     pub fn open(location: impl AsRef<Path>, options: Options) -> Result<KeyStore> {
         let backend = Location::parse(location.as_ref())?.backend()?;
         Self::open_boxed(backend, options)

@@ -297,10 +297,19 @@ fn db_error(e: postgres::Error) -> Error {
         .is_some_and(|db| db.code().code() == "42P01")
     {
         Error::Corrupt(format!(
-            "the database holds no complete keystead schema: {e}"
+            "the database holds no complete keystead schema: {}",
+            describe(&e)
         ))
     } else {
-        Error::Storage(format!("database error: {e}"))
+        Error::Storage(format!("database error: {}", describe(&e)))
+    }
+}
+
+/// The server's message and code for a database error (its `Display` says only "db error").
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
     }
 }
 

@@ -35,7 +35,7 @@ pub(super) struct Target {
 /// Parses a location; keystead's own parameters (`sslmode`, `sslrootcert`, `listen`,
 /// `max_misses_per_sec`) are taken out before the client crate parses the rest.
 pub(super) fn parse(location: &str) -> Result<Target> {
-    let display = mask_password(location);
+    let display = crate::store::display_location(location);
     let (base, query) = match location.split_once('?') {
         Some((base, query)) => (base, query),
         None => (location, ""),
@@ -181,53 +181,12 @@ fn percent_decode(text: &str) -> Result<String> {
     String::from_utf8(out).map_err(|_| Error::invalid("a location parameter is not UTF-8"))
 }
 
-/// The location with any password replaced by `****`.
-pub(super) fn mask_password(location: &str) -> String {
-    let Some((scheme, rest)) = location.split_once("://") else {
-        return "<location>".to_owned();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let masked = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:****@{host}"),
-            None => format!("{userinfo}@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    // Query parameters may carry a password too (`password=`).
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|p| match p.split_once('=') {
-                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
-                        format!("{name}=****")
-                    }
-                    _ => p.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    format!("{scheme}://{masked}{tail}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn passwords_never_reach_messages() {
-        assert_eq!(
-            mask_password("postgres://app:s3cret@db:5432/keys?sslmode=verify-full"),
-            "postgres://app:****@db:5432/keys?sslmode=verify-full"
-        );
-        assert_eq!(
-            mask_password("postgresql://db/keys?user=a&password=s3cret"),
-            "postgresql://db/keys?user=a&password=****"
-        );
         let err = parse("postgres://app:s3cret@db/keys?sslmode=bogus")
             .err()
             .unwrap()
