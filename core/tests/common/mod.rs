@@ -128,7 +128,14 @@ pub fn pg_location() -> String {
         .batch_execute(&format!("CREATE SCHEMA {schema}"))
         .unwrap();
     let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}options=-csearch_path%3D{schema}")
+    // The test cluster is on loopback; keystead verifies any TLS certificate it is offered
+    // (also under the default `prefer`), and the `--tls` cluster's is self-signed.
+    let tls = if url.contains("sslmode=") {
+        ""
+    } else {
+        "&sslmode=disable"
+    };
+    format!("{url}{separator}options=-csearch_path%3D{schema}{tls}")
 }
 
 #[cfg(not(feature = "postgres"))]

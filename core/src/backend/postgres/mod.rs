@@ -272,8 +272,24 @@ fn unavailable_message(e: &postgres::Error) -> String {
             db.message(),
             db.code().code()
         ),
-        None => format!("cannot reach the database: {e}"),
+        None => format!("cannot reach the database: {}", with_causes(e)),
     }
+}
+
+/// An error's text followed by its causes' (the client's own text omits them: "error
+/// performing TLS handshake" hides "invalid peer certificate: UnknownIssuer").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let next = cause.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Maps a client error: lost or refused connections are `StoreUnavailable`.
@@ -309,7 +325,7 @@ fn db_error(e: postgres::Error) -> Error {
 fn describe(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => with_causes(e),
     }
 }
 
