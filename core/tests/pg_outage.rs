@@ -95,7 +95,9 @@ fn check_calls_during_outage(store: &KeyStore, key: &str, when: &str) {
     );
     assert_unavailable(
         &format!("create ({when})"),
-        store.create(NewKey::new("during-outage")).map(|c| c.info().id()),
+        store
+            .create(NewKey::new("during-outage"))
+            .map(|c| c.info().id()),
     );
     assert_unavailable(
         &format!("list ({when})"),
