@@ -29,7 +29,10 @@ fn with_id(key: &str, id: u64) -> String {
 
 #[test]
 fn a_flood_of_unknown_ids_is_refused_above_the_bound_and_cached_keys_still_verify() {
-    let location = format!("{}&max_misses_per_sec={PER_SEC}", common::pg_location());
+    let location = format!(
+        "{}&max_misses_per_sec={PER_SEC}",
+        common::pg_plain_location()
+    );
     let store = KeyStore::open(&location, common::options()).unwrap();
     let created = store.create(NewKey::new("cached")).unwrap();
     let key = created.key().to_owned();

@@ -107,7 +107,7 @@ fn check_calls_during_outage(store: &KeyStore, key: &str, when: &str) {
 
 #[test]
 fn cached_keys_outlive_an_outage_for_max_staleness_then_fail_closed() {
-    let location = common::pg_location();
+    let location = common::pg_plain_location();
     let options = || {
         common::options()
             .refresh_interval(REFRESH)

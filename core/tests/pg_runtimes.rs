@@ -56,7 +56,7 @@ fn multi_thread_runtime() -> tokio::runtime::Runtime {
 #[test]
 fn from_tokio_tasks_on_a_multi_thread_runtime() {
     // The location is made outside the runtime: the test helper uses the blocking client.
-    let location = common::pg_location();
+    let location = common::pg_plain_location();
     multi_thread_runtime().block_on(async move {
         let task = {
             let location = location.clone();
@@ -105,7 +105,7 @@ fn from_tokio_tasks_on_a_multi_thread_runtime() {
 
 #[test]
 fn from_spawn_blocking() {
-    let location = common::pg_location();
+    let location = common::pg_plain_location();
     multi_thread_runtime().block_on(async move {
         tokio::task::spawn_blocking(move || lifecycle(&location, "blocking"))
             .await
@@ -115,7 +115,7 @@ fn from_spawn_blocking() {
 
 #[test]
 fn from_a_current_thread_runtime() {
-    let location = common::pg_location();
+    let location = common::pg_plain_location();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -129,7 +129,7 @@ fn from_a_current_thread_runtime() {
 
 #[test]
 fn from_eight_plain_threads_at_once() {
-    let location = common::pg_location();
+    let location = common::pg_plain_location();
     let store = Arc::new(KeyStore::open(&location, options()).unwrap());
     let barrier = Arc::new(std::sync::Barrier::new(8));
     let threads: Vec<_> = (0..8)

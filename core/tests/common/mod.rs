@@ -79,7 +79,7 @@ pub fn open_new_with(options: Options) -> TempStore {
             KeyStore::open_with(shared, options)
         }
         Backend::Postgres => {
-            let url = pg_location();
+            let url = pg_plain_location();
             let store = KeyStore::open(&url, options);
             location = Some(url);
             store
@@ -128,14 +128,15 @@ pub fn pg_location() -> String {
         .batch_execute(&format!("CREATE SCHEMA {schema}"))
         .unwrap();
     let separator = if url.contains('?') { '&' } else { '?' };
-    // The test cluster is on loopback; keystead verifies any TLS certificate it is offered
-    // (also under the default `prefer`), and the `--tls` cluster's is self-signed.
-    let tls = if url.contains("sslmode=") {
-        ""
-    } else {
-        "&sslmode=disable"
-    };
-    format!("{url}{separator}options=-csearch_path%3D{schema}{tls}")
+    format!("{url}{separator}options=-csearch_path%3D{schema}")
+}
+
+/// [`pg_location`] over plain TCP (`sslmode=disable`): the test cluster is on loopback, and
+/// keystead verifies any TLS certificate it is offered (also under the default `prefer`),
+/// while the `--tls` cluster's is self-signed. The TLS tests use `pg_location` itself.
+#[cfg(feature = "postgres")]
+pub fn pg_plain_location() -> String {
+    format!("{}&sslmode=disable", pg_location())
 }
 
 #[cfg(not(feature = "postgres"))]
