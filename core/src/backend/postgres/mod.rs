@@ -400,6 +400,11 @@ fn spawn_listener(
                 if let Ok(row) = client.query_one("SELECT generation FROM keystead_state", &[]) {
                     signal.fetch_max(n(row.get(0)), Ordering::Relaxed);
                 }
+                // LISTEN again (a no-op) so that the connection's last statement, which
+                // operators see in pg_stat_activity, names what it is for.
+                if client.batch_execute("LISTEN keystead").is_err() {
+                    continue;
+                }
                 while alive.upgrade().is_some() {
                     let next = client
                         .notifications()
