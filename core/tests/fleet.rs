@@ -2,7 +2,7 @@
 //! Fleet mode (issue 14): several processes ("hosts") on one PostgreSQL store, as the hosts of
 //! a fleet behind a load balancer. The parent test is host A; the other hosts are children
 //! that re-run this binary as a role (fleet_support). Each test uses its own fresh schema
-//! (`common::pg_location()`), handed to the children in the environment.
+//! (`common::pg_plain_location()`), handed to the children in the environment.
 //!
 //! Timing is checked by the staleness rule of docs/storage.md (a verify that *started* more
 //! than `refresh_interval` after a change's call returned must see it), never as "took < N ms".
@@ -60,7 +60,7 @@ fn fleet_serving_host_role() {
 /// because an id B has not cached is looked up in the database.
 #[test]
 fn a_key_created_on_one_host_verifies_on_another_at_once() {
-    let location = common::pg_location();
+    let location = common::pg_plain_location();
     let a = KeyStore::open(&location, parent_options()).unwrap();
     let warm: Vec<_> = (0..3)
         .map(|i| a.create(NewKey::new(format!("warm{i}"))).unwrap())
@@ -158,7 +158,7 @@ fn report(what: &str, trials: &[Trial]) {
 
 fn revocation_on_another_host(listen: bool) {
     let trials_n = support::scaled("KEYSTEAD_FLEET_REVOKES", 20);
-    let plain = common::pg_location();
+    let plain = common::pg_plain_location();
     let location = if listen {
         plain
     } else {
@@ -294,7 +294,7 @@ fn listener_pid(
 #[test]
 fn a_hosts_listener_shows_as_listen_keystead_in_pg_stat_activity() {
     let app = format!("ksfleet_{}_shows", std::process::id());
-    let plain = common::pg_location();
+    let plain = common::pg_plain_location();
     let location = with_param(&plain, &format!("application_name={app}"));
     let a = KeyStore::open(&plain, parent_options()).unwrap();
     let key = a.create(NewKey::new("k")).unwrap();
@@ -325,12 +325,11 @@ fn round_trip(admin: &mut postgres::Client) -> Duration {
 /// is still seen by the rule (by B's poll of the generation, within refresh_interval + a round
 /// trip), and B's listener reconnects (a new connection of B besides its query connection);
 /// revokes after that are measured. The listener is told from the query connection by their
-/// last statements (see `settled_backends`), not by `query = 'LISTEN keystead'`, which the
-/// test above shows does not find it.
+/// last statements (see `settled_backends`), so this test does not depend on the one above.
 #[test]
 fn a_killed_listener_connection_neither_hides_a_revoke_nor_stays_dead() {
     let app = format!("ksfleet_{}_listener", std::process::id());
-    let plain = common::pg_location();
+    let plain = common::pg_plain_location();
     let location = with_param(&plain, &format!("application_name={app}"));
     let (mut rng, seed) = Rng::from_env();
     let a = KeyStore::open(&plain, parent_options()).unwrap();
@@ -432,7 +431,7 @@ fn fleet_usage_host_role() {
 /// verifies they reported, in `get` and in `usage`.
 #[test]
 fn usage_flushed_by_four_hosts_adds_up_exactly() {
-    let location = common::pg_location();
+    let location = common::pg_plain_location();
     let a = KeyStore::open(&location, parent_options()).unwrap();
     let created: Vec<_> = (0..3)
         .map(|i| a.create(NewKey::new(format!("u{i}"))).unwrap())
@@ -514,7 +513,7 @@ fn fleet_writer_host_role() {
 /// its acknowledged state, when a fresh store reads the database.
 #[test]
 fn no_acknowledged_admin_write_is_lost_to_kill_9() {
-    let location = common::pg_location();
+    let location = common::pg_plain_location();
     let (mut rng, seed) = Rng::from_env();
     let mut created = BTreeSet::new();
     let mut revoked = BTreeSet::new();
@@ -585,7 +584,7 @@ fn no_acknowledged_admin_write_is_lost_to_kill_9() {
 /// migration ran once, one prefix was written, and a key one of them creates verifies on all.
 #[test]
 fn eight_hosts_opening_an_empty_store_at_once_agree_on_one_store() {
-    let location = common::pg_location();
+    let location = common::pg_plain_location();
     let start_at = support::unix_us() + 2_000_000;
     let mut hosts: Vec<Host> = (0..8)
         .map(|h| {

@@ -122,7 +122,7 @@ fn verifies_through_a_server_restart() {
              (it starts a throwaway server this test may restart)"
         )
     });
-    let location = common::pg_location();
+    let location = common::pg_plain_location();
     let a = KeyStore::open(
         &location,
         Options::new()
