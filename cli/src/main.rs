@@ -462,12 +462,30 @@ fn options() -> Result<Options, Failure> {
     Ok(options)
 }
 
+/// The store location as it may be printed: a database URL's password masked.
+fn shown(ctx: &Ctx) -> String {
+    keystead::display_location(&ctx.db.to_string_lossy())
+}
+
+/// Whether the location names a database (`postgres://…`) rather than a file.
+fn is_database(ctx: &Ctx) -> bool {
+    ctx.db.to_str().is_some_and(|s| {
+        let lower = s.to_ascii_lowercase();
+        lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+    })
+}
+
 fn store_exists(ctx: &Ctx) -> Result<bool, Failure> {
+    if is_database(ctx) {
+        // A database has no file to look for: open without creating.
+        return match KeyStore::open(&ctx.db, options()?.create_if_missing(false)) {
+            Ok(store) => store.close().map(|()| true).map_err(Failure::from),
+            Err(keystead::Error::StoreNotFound) => Ok(false),
+            Err(e) => Err(Failure::from(e).context(format!("cannot open {}", shown(ctx)))),
+        };
+    }
     ctx.db.try_exists().map_err(|e| {
-        Failure::operational(format!(
-            "cannot check for a store at {}: {e}",
-            ctx.db.display()
-        ))
+        Failure::operational(format!("cannot check for a store at {}: {e}", shown(ctx)))
     })
 }
 
@@ -484,7 +502,7 @@ fn open(ctx: &Ctx, options: Options) -> Result<KeyStore, Failure> {
             }
             _ => "",
         };
-        let mut failure = Failure::from(e).context(format!("cannot open {}", ctx.db.display()));
+        let mut failure = Failure::from(e).context(format!("cannot open {}", shown(ctx)));
         failure.message.push_str(hint);
         failure
     })?;
@@ -504,7 +522,7 @@ fn warn_if_readable_by_others(ctx: &Ctx) {
                 eprintln!(
                     "keystead: warning: {} is readable by group or others (mode {mode:04o}); \
                      run `chmod 600` on it",
-                    ctx.db.display()
+                    shown(ctx)
                 );
             }
         }
@@ -621,7 +639,7 @@ fn init(ctx: &Ctx, prefix: String) -> Result<u8, Failure> {
     let store = open(ctx, options()?.prefix(prefix))?;
     let prefix = store.prefix().to_owned();
     store.close()?;
-    let path = ctx.db.display();
+    let path = shown(ctx);
     if ctx.json {
         emit_json(&json!({
             "path": path.to_string(),
@@ -712,7 +730,7 @@ fn create(ctx: &Ctx, args: CreateArgs) -> Result<u8, Failure> {
     if !existed {
         eprintln!(
             "Created store {}; its keys start with `{}_`.",
-            ctx.db.display(),
+            shown(ctx),
             store.prefix()
         );
     }
@@ -1004,19 +1022,26 @@ fn stats(ctx: &Ctx) -> Result<u8, Failure> {
     let keys = store.list(&ListFilter::new())?;
     let last_change = store.audit(None, 1)?.first().map(|e| e.at);
     store.close()?;
-    let file_bytes = std::fs::metadata(&ctx.db)
-        .map_err(|e| Failure::operational(format!("cannot stat {}: {e}", ctx.db.display())))?
-        .len();
+    // A database store has no file to size (its tables: docs/fleet.md, "Schema").
+    let file_bytes = if is_database(ctx) {
+        None
+    } else {
+        Some(
+            std::fs::metadata(&ctx.db)
+                .map_err(|e| Failure::operational(format!("cannot stat {}: {e}", shown(ctx))))?
+                .len(),
+        )
+    };
     let mut counts = BTreeMap::new();
     for key in &keys {
         *counts.entry(key.status().to_string()).or_insert(0u64) += 1;
     }
     let count = |status: &str| counts.get(status).copied().unwrap_or(0);
     let total = keys.len() as u64;
-    let per_key = (total > 0).then(|| file_bytes / total);
+    let per_key = file_bytes.filter(|_| total > 0).map(|bytes| bytes / total);
     if ctx.json {
         emit_json(&json!({
-            "path": ctx.db.display().to_string(),
+            "path": shown(ctx),
             "file_bytes": file_bytes,
             "bytes_per_key": per_key,
             "keys": {
@@ -1031,10 +1056,14 @@ fn stats(ctx: &Ctx) -> Result<u8, Failure> {
     } else {
         let per_key = per_key.map_or_else(String::new, |b| format!(", {b} per key"));
         let last = last_change.map_or_else(|| "never".to_owned(), format_time);
+        let size = match file_bytes {
+            Some(bytes) => format!("File: {bytes} bytes{per_key}."),
+            None => "Database: PostgreSQL (no file).".to_owned(),
+        };
         emit(&format!(
             "Store {}: {} ({} active, {} disabled, {} revoked, {} expired).\n\
-             File: {file_bytes} bytes{per_key}.\nLast change: {last}.\n",
-            ctx.db.display(),
+             {size}\nLast change: {last}.\n",
+            shown(ctx),
             plural(total, "key"),
             count("active"),
             count("disabled"),
@@ -1064,7 +1093,7 @@ fn check(ctx: &Ctx) -> Result<u8, Failure> {
             .unwrap_or_else(|| "no detail".to_owned());
         Err(Failure::operational(format!(
             "{} is damaged: the storage engine failed reading it ({why})",
-            ctx.db.display()
+            shown(ctx)
         )))
     })
 }
@@ -1074,15 +1103,15 @@ fn check_store(ctx: &Ctx) -> Result<u8, Failure> {
     let keys = store.list(&ListFilter::new())?.len();
     store.close()?;
     let intact = KeyStore::check_integrity(&ctx.db)
-        .map_err(|e| Failure::from(e).context(format!("{} is damaged", ctx.db.display())))?;
+        .map_err(|e| Failure::from(e).context(format!("{} is damaged", shown(ctx))))?;
     if !intact {
         return Err(Failure::operational(format!(
             "{} was damaged: the storage engine's integrity check failed and repaired what it \
              could; check the keys (`keystead list`) and restore from a backup if any are missing",
-            ctx.db.display()
+            shown(ctx)
         )));
     }
-    let path = ctx.db.display().to_string();
+    let path = shown(ctx);
     if ctx.json {
         emit_json(&json!({ "path": path, "intact": true, "keys": keys }))?;
     } else {
