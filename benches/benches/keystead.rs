@@ -41,8 +41,8 @@ fn verify_benches(c: &mut Criterion) {
             std::fs::metadata(f.path()).map(|m| m.len()).unwrap_or(0),
             std::fs::metadata(f.path()).map(|m| m.len()).unwrap_or(0) as f64 / n as f64,
         );
-        // A second handle on the same file with the record cache off: every verify reads the
-        // B-tree of the shared snapshot.
+        // A second handle on the same file with the record cache off: every verify reads its
+        // record by point lookups in the B-tree (through the file backend's read transaction).
         let uncached =
             KeyStore::open(f.path(), bench_options().record_cache_entries(0)).expect("open");
         let wrong: Vec<String> = f.sample.iter().map(|k| wrong_secret(k)).collect();
