@@ -39,6 +39,21 @@ pub fn bench_options() -> Options {
 pub fn fixture(count: usize, sample: usize, options: Options) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = KeyStore::open(dir.path().join("bench.redb"), options).expect("open");
+    let (keys, import_time) = fill(&store, count, sample);
+    Fixture {
+        dir,
+        store,
+        sample: keys,
+        import_time,
+    }
+}
+
+/// Adds `count` keys to `store` with `create_many` in batches of 10,000 (any backend) and
+/// returns every `count / sample`-th plaintext key (at most `sample`) and how long it took.
+///
+/// # Panics
+/// On any store error: a benchmark fixture that cannot be built is a failed run.
+pub fn fill(store: &KeyStore, count: usize, sample: usize) -> (Vec<String>, Duration) {
     let stride = (count / sample.max(1)).max(1);
     let mut keys = Vec::with_capacity(sample);
     let start = Instant::now();
@@ -60,12 +75,7 @@ pub fn fixture(count: usize, sample: usize, options: Options) -> Fixture {
         }
         made += n;
     }
-    Fixture {
-        dir,
-        store,
-        sample: keys,
-        import_time: start.elapsed(),
-    }
+    (keys, start.elapsed())
 }
 
 /// Changes one secret character and fixes the checksum: well-formed, but the wrong secret.
