@@ -157,6 +157,12 @@ export interface OpenOptions {
   /** How late changes made by other processes may be seen by verify (default 1000 ms). */
   refreshIntervalMs?: number | undefined | null
   /**
+   * How long cached keys keep verifying while the store's database cannot be reached
+   * (default 30000 ms after the last successful sync); past it, and at once for a key that
+   * is not cached, verify throws `KEYSTEAD_UNAVAILABLE`.
+   */
+  maxStalenessMs?: number | undefined | null
+  /**
    * How often counted usage is written in the background (default 1000 ms; 0: only on
    * flush/close).
    */

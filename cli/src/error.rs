@@ -11,15 +11,21 @@ pub const EXIT_NOT_VALID: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// An operational failure: I/O, a missing or corrupt store, a wrong pepper, a lock.
 pub const EXIT_OPERATIONAL: u8 = 3;
+/// The store's database cannot be reached now (down, unreachable, refused the connection):
+/// nothing is known about the key or the request, and retrying later may succeed. Apart
+/// from 3 so that a script can tell "try again" from "something is broken".
+pub const EXIT_UNAVAILABLE: u8 = 4;
 
 /// The exit code for an error of the core: the one table in which its kinds are sorted into
-/// "the caller asked for something wrong" (2) and "the store or the machine failed" (3).
+/// "the caller asked for something wrong" (2), "the store or the machine failed" (3) and
+/// "the store's database cannot be reached now, try again" (4).
 /// `None` for a kind this CLI does not know yet (a later core; see [`core_exit_code`]).
 fn exit_code_of(kind: keystead::ErrorKind) -> Option<u8> {
     use keystead::ErrorKind as K;
     Some(match kind {
         K::InvalidArgument | K::KeyNotFound | K::InvalidState | K::PrefixMismatch => EXIT_USAGE,
         K::WrongPepper | K::UnsupportedVersion | K::Store | K::Closed => EXIT_OPERATIONAL,
+        K::Unavailable => EXIT_UNAVAILABLE,
         _ => return None,
     })
 }
@@ -108,7 +114,7 @@ mod tests {
     }
 
     #[test]
-    fn core_errors_map_to_2_or_3() {
+    fn core_errors_map_to_2_3_or_4() {
         let id: keystead::KeyId = "00000000000g".parse().unwrap();
         let usage = [
             Error::InvalidArgument("x".into()),
@@ -143,6 +149,44 @@ mod tests {
         ];
         for e in &operational {
             assert_eq!(core_exit_code(e), EXIT_OPERATIONAL, "{e}");
+        }
+        // An unreachable database is neither bad input nor a broken store: its own code.
+        let unavailable = Error::StoreUnavailable("connection refused".into());
+        assert_eq!(core_exit_code(&unavailable), EXIT_UNAVAILABLE);
+        let failure = Failure::from(unavailable);
+        assert_eq!(failure.code, EXIT_UNAVAILABLE);
+        assert!(
+            failure.message.contains("unavailable"),
+            "{}",
+            failure.message
+        );
+    }
+
+    /// Every exit code is its own: a kind's code never collides with `verify`'s 1 or with
+    /// another class, and the help text and docs/cli.md list each one.
+    #[test]
+    fn exit_codes_are_distinct_and_documented() {
+        let codes = [
+            EXIT_OK,
+            EXIT_NOT_VALID,
+            EXIT_USAGE,
+            EXIT_OPERATIONAL,
+            EXIT_UNAVAILABLE,
+        ];
+        for (i, a) in codes.iter().enumerate() {
+            assert!(!codes[i + 1..].contains(a), "exit code {a} is used twice");
+        }
+        let docs = include_str!("../../docs/cli.md");
+        let help = crate::AFTER_HELP;
+        for code in codes {
+            assert!(
+                docs.contains(&format!("| {code} |")),
+                "docs/cli.md lacks exit {code}"
+            );
+            assert!(
+                help.contains(&format!("\n  {code}  ")),
+                "--help lacks exit {code}"
+            );
         }
     }
 }

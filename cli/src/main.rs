@@ -45,7 +45,8 @@ Exit status:
   0  success (verify: the key is valid)
   1  verify: the key is not valid
   2  bad usage or input (bad argument, unknown key id, refused change)
-  3  operational error (missing or corrupt store, wrong pepper, I/O, locked)";
+  3  operational error (missing or corrupt store, wrong pepper, I/O, locked)
+  4  the store's database cannot be reached now (nothing known about the key; retry later)";
 
 #[derive(Parser, Debug)]
 #[command(

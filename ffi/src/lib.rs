@@ -88,6 +88,15 @@ pub enum KeysteadError {
         /// What went wrong.
         message: String,
     },
+    /// The store's database cannot be reached now (down, unreachable, refused the connection)
+    /// or this process exceeded its bound on database lookups; retrying later may succeed.
+    /// Never a statement about a key: a verify that cannot be judged fails with this instead
+    /// of answering `not_found`.
+    #[error("{message}")]
+    Unavailable {
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// How each core [`ks::ErrorKind`] becomes a [`KeysteadError`] case: the one table. `None` for
@@ -105,6 +114,7 @@ fn case_of(kind: ks::ErrorKind) -> Option<fn(String) -> KeysteadError> {
         // StoreReplaced.
         K::Store => |message| KeysteadError::Store { message },
         K::Closed => |message| KeysteadError::Closed { message },
+        K::Unavailable => |message| KeysteadError::Unavailable { message },
         _ => return None,
     })
 }
@@ -195,6 +205,12 @@ pub struct OpenOptions {
     /// `InvalidArgument`).
     #[uniffi(default)]
     pub refresh_interval_ms: Option<i64>,
+    /// How long cached keys keep verifying while the store's database cannot be reached, in
+    /// milliseconds after the last successful sync (default 30000); past it, and at once for
+    /// a key that is not cached, verify fails with `Unavailable`. Negative is
+    /// `InvalidArgument`.
+    #[uniffi(default)]
+    pub max_staleness_ms: Option<i64>,
     /// How often counted usage is written in the background, in milliseconds (default 1000;
     /// zero: only on `flush`, `close` and when the object is freed).
     #[uniffi(default)]
@@ -214,6 +230,7 @@ impl fmt::Debug for OpenOptions {
             .field("pepper", &self.pepper.as_ref().map(|_| "<redacted>"))
             .field("cache_size", &self.cache_size)
             .field("refresh_interval_ms", &self.refresh_interval_ms)
+            .field("max_staleness_ms", &self.max_staleness_ms)
             .field("flush_interval_ms", &self.flush_interval_ms)
             .field("record_cache_entries", &self.record_cache_entries)
             .field("actor", &self.actor)
@@ -224,7 +241,7 @@ impl fmt::Debug for OpenOptions {
 impl TryFrom<OpenOptions> for ks::Options {
     type Error = ks::Error;
 
-    /// Fails with `InvalidArgument` for a negative interval.
+    /// Fails with `InvalidArgument` for a negative interval or staleness bound.
     fn try_from(options: OpenOptions) -> Result<Self, ks::Error> {
         let mut out = ks::Options::new();
         if let Some(prefix) = options.prefix {
@@ -235,6 +252,9 @@ impl TryFrom<OpenOptions> for ks::Options {
         }
         if let Some(ms) = options.refresh_interval_ms {
             out = out.refresh_interval(duration_of_ms("refresh_interval_ms", ms)?);
+        }
+        if let Some(ms) = options.max_staleness_ms {
+            out = out.max_staleness(duration_of_ms("max_staleness_ms", ms)?);
         }
         if let Some(ms) = options.flush_interval_ms {
             out = out.flush_interval(duration_of_ms("flush_interval_ms", ms)?);

@@ -95,6 +95,24 @@ fn the_extremes_of_i64_and_negative_durations_are_typed_errors() {
         "{err:?}"
     );
     assert!(err.to_string().contains("refresh_interval_ms"), "{err}");
+    let negative = keystead_ffi::OpenOptions {
+        max_staleness_ms: Some(-1),
+        ..quiet()
+    };
+    let err = keystead_ffi::KeyStore::open("memory:".into(), negative).unwrap_err();
+    assert!(
+        matches!(err, KeysteadError::InvalidArgument { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("max_staleness_ms"), "{err}");
+    for staleness in [0, 5_000, i64::MAX] {
+        let valid = keystead_ffi::OpenOptions {
+            max_staleness_ms: Some(staleness),
+            ..quiet()
+        };
+        let opened = keystead_ffi::KeyStore::open("memory:".into(), valid).unwrap();
+        opened.close().unwrap();
+    }
     let filter = keystead_ffi::ListFilter {
         expiring_within_ms: Some(-1),
         ..Default::default()

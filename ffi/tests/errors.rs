@@ -17,6 +17,7 @@ fn kind(error: &KeysteadError) -> &'static str {
         KeysteadError::PrefixMismatch { .. } => "PrefixMismatch",
         KeysteadError::UnsupportedVersion { .. } => "UnsupportedVersion",
         KeysteadError::Closed { .. } => "Closed",
+        KeysteadError::Unavailable { .. } => "Unavailable",
     }
 }
 
@@ -48,6 +49,10 @@ fn map_error_covers_every_core_error() {
         (Error::InsecurePermissions { mode: 0o666 }, "Store"),
         (Error::StoreReplaced, "Store"),
         (Error::Closed, "Closed"),
+        (
+            Error::StoreUnavailable("connection refused".into()),
+            "Unavailable",
+        ),
     ];
     for (error, expected) in cases {
         let message = error.to_string();

@@ -20,6 +20,10 @@ pub struct OpenOptions {
     pub cache_size: Option<Option<i64>>,
     /// How late changes made by other processes may be seen by verify (default 1000 ms).
     pub refresh_interval_ms: Option<Option<i64>>,
+    /// How long cached keys keep verifying while the store's database cannot be reached
+    /// (default 30000 ms after the last successful sync); past it, and at once for a key that
+    /// is not cached, verify throws `KEYSTEAD_UNAVAILABLE`.
+    pub max_staleness_ms: Option<Option<i64>>,
     /// How often counted usage is written in the background (default 1000 ms; 0: only on
     /// flush/close).
     pub flush_interval_ms: Option<Option<i64>>,
@@ -236,6 +240,9 @@ pub(crate) fn open_options(options: Option<OpenOptions>) -> Result<Options> {
     }
     if let Some(ms) = o.refresh_interval_ms.flatten() {
         out = out.refresh_interval(millis("refreshIntervalMs", ms)?);
+    }
+    if let Some(ms) = o.max_staleness_ms.flatten() {
+        out = out.max_staleness(millis("maxStalenessMs", ms)?);
     }
     if let Some(ms) = o.flush_interval_ms.flatten() {
         out = out.flush_interval(millis("flushIntervalMs", ms)?);

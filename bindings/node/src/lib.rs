@@ -84,6 +84,10 @@ mod tests {
             ),
             (keystead::Error::StoreReplaced, "KEYSTEAD_STORE_ERROR"),
             (keystead::Error::Closed, "KEYSTEAD_CLOSED"),
+            (
+                keystead::Error::StoreUnavailable("connection refused".into()),
+                "KEYSTEAD_UNAVAILABLE",
+            ),
         ];
         for (err, code) in cases {
             assert_eq!(error_code(&err), code);

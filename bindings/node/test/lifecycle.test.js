@@ -258,6 +258,22 @@ test('rename, setMetadata, list with filters and paging', (t) => {
   assert.throws(() => store.list({ expiringWithinMs: -1 }), { code: 'KEYSTEAD_INVALID_ARGUMENT' })
 })
 
+test('open refuses a negative interval and takes a valid maxStalenessMs', (t) => {
+  for (const option of ['refreshIntervalMs', 'maxStalenessMs', 'flushIntervalMs']) {
+    const path = tempStorePath()
+    assert.throws(() => KeyStore.open(path, { [option]: -1 }), {
+      code: 'KEYSTEAD_INVALID_ARGUMENT',
+      message: new RegExp(option),
+    })
+    assert.equal(fs.existsSync(path), false, option)
+  }
+  for (const maxStalenessMs of [0, 5000, Number.MAX_SAFE_INTEGER, null, undefined]) {
+    const store = open(t, { maxStalenessMs })
+    const { key } = store.create({ name: 'k' })
+    assert.equal(store.verify(key).ok, true, String(maxStalenessMs))
+  }
+})
+
 test('argument errors carry KEYSTEAD_INVALID_ARGUMENT / KEYSTEAD_KEY_NOT_FOUND', (t) => {
   const store = open(t)
   const invalid = { code: 'KEYSTEAD_INVALID_ARGUMENT' }

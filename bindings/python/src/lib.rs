@@ -36,6 +36,7 @@ mod errors {
     pyo3::import_exception!(keystead._errors, PrefixMismatchError);
     pyo3::import_exception!(keystead._errors, UnsupportedVersionError);
     pyo3::import_exception!(keystead._errors, ClosedError);
+    pyo3::import_exception!(keystead._errors, UnavailableError);
 }
 
 /// The exception class of each kind of core error: the one table. `None` for a kind this
@@ -53,6 +54,7 @@ fn exception_of(kind: ErrorKind) -> Option<fn(String) -> PyErr> {
         // which.
         K::Store => errors::StoreError::new_err::<String>,
         K::Closed => errors::ClosedError::new_err::<String>,
+        K::Unavailable => errors::UnavailableError::new_err::<String>,
         _ => return None,
     })
 }
@@ -727,7 +729,7 @@ impl PyKeyStore {
     #[new]
     #[pyo3(signature = (
         path, prefix = None, pepper = None, cache_size = None,
-        *, actor = None, refresh_interval = None, flush_interval = None,
+        *, actor = None, refresh_interval = None, max_staleness = None, flush_interval = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -738,6 +740,7 @@ impl PyKeyStore {
         cache_size: Option<usize>,
         actor: Option<String>,
         refresh_interval: Option<Span>,
+        max_staleness: Option<Span>,
         flush_interval: Option<Span>,
     ) -> PyResult<Self> {
         let mut options = Options::new();
@@ -752,6 +755,9 @@ impl PyKeyStore {
         }
         if let Some(Span(interval)) = refresh_interval {
             options = options.refresh_interval(interval);
+        }
+        if let Some(Span(staleness)) = max_staleness {
+            options = options.max_staleness(staleness);
         }
         if let Some(Span(interval)) = flush_interval {
             options = options.flush_interval(interval);

@@ -21,6 +21,7 @@ def test_exception_hierarchy() -> None:
         keystead.InvalidStateError,
         keystead.PrefixMismatchError,
         keystead.UnsupportedVersionError,
+        keystead.UnavailableError,
     ):
         assert issubclass(cls, keystead.KeysteadError)
     assert issubclass(keystead.KeysteadError, Exception)
@@ -48,6 +49,22 @@ def test_naive_datetimes_are_refused(store: KeyStore) -> None:
         store.audit(since=naive)
     with pytest.raises(TypeError):
         store.set_expiry(key_id, "2030-01-01")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("option", ["refresh_interval", "max_staleness", "flush_interval"])
+def test_open_refuses_a_negative_interval(store_path: Path, option: str) -> None:
+    with pytest.raises(keystead.InvalidArgument, match="negative"):
+        KeyStore(store_path, **{option: timedelta(microseconds=-1)})  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        KeyStore(store_path, **{option: 30})  # type: ignore[arg-type]
+    assert not store_path.exists()
+
+
+def test_max_staleness_is_an_open_option(store_path: Path) -> None:
+    for staleness in (timedelta(0), timedelta(seconds=5), timedelta.max):
+        with KeyStore(store_path, max_staleness=staleness) as ks:
+            created = ks.create("k")
+            assert ks.verify(created.key).ok
 
 
 def test_bad_arguments(store: KeyStore) -> None:

@@ -22,3 +22,4 @@ def test_every_core_error_kind_has_its_own_exported_class() -> None:
     assert classes["KEYSTEAD_CLOSED"] is keystead.ClosedError
     assert classes["KEYSTEAD_STORE_ERROR"] is keystead.StoreError
     assert classes["KEYSTEAD_INVALID_ARGUMENT"] is keystead.InvalidArgument
+    assert classes["KEYSTEAD_UNAVAILABLE"] is keystead.UnavailableError

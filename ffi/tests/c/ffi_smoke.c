@@ -32,6 +32,7 @@ enum {
     ERR_PREFIX_MISMATCH,
     ERR_UNSUPPORTED_VERSION,
     ERR_CLOSED,
+    ERR_UNAVAILABLE,
 };
 
 static int checks;
@@ -266,6 +267,7 @@ int main(int argc, char **argv) {
     put_u8(&options, 0);              /* pepper */
     put_u8(&options, 0);              /* cache_size */
     put_u8(&options, 0);              /* refresh_interval_ms */
+    put_u8(&options, 0);              /* max_staleness_ms */
     put_u8(&options, 1);              /* flush_interval_ms: Some(i64) */
     put(&options, "\0\0\0\0\0\0\0\0", 8);
     put_u8(&options, 0);              /* record_cache_entries */
@@ -416,10 +418,22 @@ int main(int argc, char **argv) {
     Writer other = {0};
     put_u8(&other, 1);
     put_string(&other, "other");
-    for (int i = 0; i < 6; i++) put_u8(&other, 0);
+    /* pepper, cache_size, refresh_interval_ms, max_staleness_ms, flush_interval_ms,
+       record_cache_entries, actor: all None */
+    for (int i = 0; i < 7; i++) put_u8(&other, 0);
     uniffi_keystead_ffi_fn_constructor_keystore_open(string_arg(path), writer_buffer(&other),
                                                      &status);
     expect_error(&status, ERR_PREFIX_MISMATCH, "open with prefix `other`");
+
+    /* A negative max_staleness_ms: InvalidArgument at the constructor. */
+    Writer stale = {0};
+    for (int i = 0; i < 4; i++) put_u8(&stale, 0); /* prefix .. refresh_interval_ms */
+    put_u8(&stale, 1);                              /* max_staleness_ms: Some(-1) */
+    put(&stale, "\xff\xff\xff\xff\xff\xff\xff\xff", 8);
+    for (int i = 0; i < 3; i++) put_u8(&stale, 0); /* flush_interval_ms .. actor */
+    uniffi_keystead_ffi_fn_constructor_keystore_open(string_arg(path), writer_buffer(&stale),
+                                                     &status);
+    expect_error(&status, ERR_INVALID_ARGUMENT, "open with max_staleness_ms -1");
 
     printf("ffi_smoke: %d checks passed\n", checks);
     return 0;

@@ -21,6 +21,7 @@ from ._errors import (
     KeysteadError,
     PrefixMismatchError,
     StoreError,
+    UnavailableError,
     UnsupportedVersionError,
     WrongPepperError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "KeysteadError",
     "PrefixMismatchError",
     "StoreError",
+    "UnavailableError",
     "UnsupportedVersionError",
     "Verification",
     "WrongPepperError",

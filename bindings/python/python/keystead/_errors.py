@@ -11,6 +11,14 @@ class StoreError(KeysteadError):
     under an open store (open it again)."""
 
 
+class UnavailableError(KeysteadError):
+    """The store's database cannot be reached now (down, unreachable, refused the connection:
+    authentication or TLS), or this process exceeded its bound on database lookups. Retrying
+    later may succeed. Never a statement about a key: a ``verify`` that cannot judge a key
+    raises it instead of answering ``not_found`` (cached keys keep verifying for
+    ``max_staleness`` after the last successful sync)."""
+
+
 class ClosedError(KeysteadError):
     """The ``KeyStore`` was closed (``close()`` or the end of its ``with`` block); open a new
     one. Every call after ``close()`` raises it."""

@@ -161,6 +161,7 @@ class KeyStore:
         *,
         actor: str | None = None,
         refresh_interval: timedelta | None = None,
+        max_staleness: timedelta | None = None,
         flush_interval: timedelta | None = None,
     ) -> KeyStore: ...
     @property

@@ -1797,6 +1797,13 @@ public struct OpenOptions: Equatable, Hashable, CustomDebugStringConvertible {
      */
     public var refreshIntervalMs: Int64?
     /**
+     * How long cached keys keep verifying while the store's database cannot be reached, in
+     * milliseconds after the last successful sync (default 30000); past it, and at once for
+     * a key that is not cached, verify fails with `Unavailable`. Negative is
+     * `InvalidArgument`.
+     */
+    public var maxStalenessMs: Int64?
+    /**
      * How often counted usage is written in the background, in milliseconds (default 1000;
      * zero: only on `flush`, `close` and when the object is freed).
      */
@@ -1831,6 +1838,12 @@ public struct OpenOptions: Equatable, Hashable, CustomDebugStringConvertible {
          * `InvalidArgument`).
          */refreshIntervalMs: Int64? = nil, 
         /**
+         * How long cached keys keep verifying while the store's database cannot be reached, in
+         * milliseconds after the last successful sync (default 30000); past it, and at once for
+         * a key that is not cached, verify fails with `Unavailable`. Negative is
+         * `InvalidArgument`.
+         */maxStalenessMs: Int64? = nil, 
+        /**
          * How often counted usage is written in the background, in milliseconds (default 1000;
          * zero: only on `flush`, `close` and when the object is freed).
          */flushIntervalMs: Int64? = nil, 
@@ -1844,6 +1857,7 @@ public struct OpenOptions: Equatable, Hashable, CustomDebugStringConvertible {
         self.pepper = pepper
         self.cacheSize = cacheSize
         self.refreshIntervalMs = refreshIntervalMs
+        self.maxStalenessMs = maxStalenessMs
         self.flushIntervalMs = flushIntervalMs
         self.recordCacheEntries = recordCacheEntries
         self.actor = actor
@@ -1880,6 +1894,7 @@ public struct FfiConverterTypeOpenOptions: FfiConverterRustBuffer {
                 pepper: FfiConverterOptionData.read(from: &buf), 
                 cacheSize: FfiConverterOptionUInt64.read(from: &buf), 
                 refreshIntervalMs: FfiConverterOptionInt64.read(from: &buf), 
+                maxStalenessMs: FfiConverterOptionInt64.read(from: &buf), 
                 flushIntervalMs: FfiConverterOptionInt64.read(from: &buf), 
                 recordCacheEntries: FfiConverterOptionUInt64.read(from: &buf), 
                 actor: FfiConverterOptionString.read(from: &buf)
@@ -1891,6 +1906,7 @@ public struct FfiConverterTypeOpenOptions: FfiConverterRustBuffer {
         FfiConverterOptionData.write(value.pepper, into: &buf)
         FfiConverterOptionUInt64.write(value.cacheSize, into: &buf)
         FfiConverterOptionInt64.write(value.refreshIntervalMs, into: &buf)
+        FfiConverterOptionInt64.write(value.maxStalenessMs, into: &buf)
         FfiConverterOptionInt64.write(value.flushIntervalMs, into: &buf)
         FfiConverterOptionUInt64.write(value.recordCacheEntries, into: &buf)
         FfiConverterOptionString.write(value.actor, into: &buf)
@@ -2084,6 +2100,14 @@ enum KeysteadError: Swift.Error, Equatable, Hashable, Foundation.LocalizedError 
      */
     case Closed(message: String)
     
+    /**
+     * The store's database cannot be reached now (down, unreachable, refused the connection)
+     * or this process exceeded its bound on database lookups; retrying later may succeed.
+     * Never a statement about a key: a verify that cannot be judged fails with this instead
+     * of answering `not_found`.
+     */
+    case Unavailable(message: String)
+    
 
     
 
@@ -2145,6 +2169,10 @@ public struct FfiConverterTypeKeysteadError: FfiConverterRustBuffer {
             message: try FfiConverterString.read(from: &buf)
         )
         
+        case 9: return .Unavailable(
+            message: try FfiConverterString.read(from: &buf)
+        )
+        
 
         default: throw UniffiInternalError.unexpectedEnumCase
         }
@@ -2172,6 +2200,8 @@ public struct FfiConverterTypeKeysteadError: FfiConverterRustBuffer {
             writeInt(&buf, Int32(7))
         case .Closed(_ /* message is ignored*/):
             writeInt(&buf, Int32(8))
+        case .Unavailable(_ /* message is ignored*/):
+            writeInt(&buf, Int32(9))
 
         
         }

@@ -64,6 +64,11 @@ final class DatesTests: XCTestCase {
         }
         assertInvalidArgument(try self.store.rotate(id: id, graceMs: -1))
         assertInvalidArgument(try KeyStore.open(path: "memory:", options: OpenOptions(refreshIntervalMs: -1)))
+        assertInvalidArgument(try KeyStore.open(path: "memory:", options: OpenOptions(maxStalenessMs: -1)))
+        for staleness in [0, 5_000, Int64.max] as [Int64] {
+            let opened = try KeyStore.open(path: "memory:", options: OpenOptions(maxStalenessMs: staleness, flushIntervalMs: 0))
+            try opened.close()
+        }
         assertInvalidArgument(try self.store.list(filter: ListFilter(expiringWithinMs: -1)))
         // Nothing happened to the key.
         XCTAssertNil(try store.get(id: id)?.replacedBy)

@@ -35,6 +35,7 @@ final class KeysteadTests: XCTestCase {
         case .PrefixMismatch: return "PrefixMismatch"
         case .UnsupportedVersion: return "UnsupportedVersion"
         case .Closed: return "Closed"
+        case .Unavailable: return "Unavailable"
         }
     }
 
