@@ -200,8 +200,8 @@ pub struct OpenOptions {
     /// The storage engine's page cache, in bytes (default 32 MiB).
     #[uniffi(default)]
     pub cache_size: Option<u64>,
-    /// How long verify may use one read snapshot before seeing other processes' changes, in
-    /// milliseconds (default 1000; zero takes a snapshot per verify; negative is
+    /// How long verify may judge by the last read of the change feed before seeing other
+    /// processes' changes, in milliseconds (default 1000; zero reads it on every verify; negative is
     /// `InvalidArgument`).
     #[uniffi(default)]
     pub refresh_interval_ms: Option<i64>,

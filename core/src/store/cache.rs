@@ -1,5 +1,5 @@
-//! The verify read path's record cache: decoded record heads of one store generation,
-//! sharded, bounded, with random eviction.
+//! The verify read path's record cache: decoded record heads, kept across generations (the
+//! change feed evicts the keys that changed), sharded, bounded, with random eviction.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -93,7 +93,7 @@ impl CacheShard {
     }
 }
 
-/// Decoded record heads (and known-absent ids) of one store generation.
+/// Decoded record heads (and known-absent ids), current as of the view's generation.
 ///
 /// An id's shard and its place in the shard's table come from SipHash under a random key of
 /// this cache, so nobody can choose ids that crowd one shard; a full shard evicts one random

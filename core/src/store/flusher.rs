@@ -1,5 +1,5 @@
 //! The usage flusher: the background thread that writes the usage buffer (usage.rs) to the
-//! store every `flush_interval` and lets an idle handle's snapshot go.
+//! store every `flush_interval` and lets an idle handle's backend release what it holds for reads.
 
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread::JoinHandle;

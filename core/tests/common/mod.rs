@@ -144,6 +144,11 @@ pub fn pg_location() -> String {
     unreachable!("the PostgreSQL tests are compiled only with feature `postgres`")
 }
 
+#[cfg(not(feature = "postgres"))]
+pub fn pg_plain_location() -> String {
+    unreachable!("the PostgreSQL tests are compiled only with feature `postgres`")
+}
+
 /// Runs each named test function (a plain `fn()` without `#[test]`) once per backend, as
 /// `file::NAME` and `memory::NAME`: one behavioural suite for every backend, so a new backend
 /// gets them all by adding one module here.

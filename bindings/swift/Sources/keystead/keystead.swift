@@ -1791,8 +1791,8 @@ public struct OpenOptions: Equatable, Hashable, CustomDebugStringConvertible {
      */
     public var cacheSize: UInt64?
     /**
-     * How long verify may use one read snapshot before seeing other processes' changes, in
-     * milliseconds (default 1000; zero takes a snapshot per verify; negative is
+     * How long verify may judge by the last read of the change feed before seeing other
+     * processes' changes, in milliseconds (default 1000; zero reads it on every verify; negative is
      * `InvalidArgument`).
      */
     public var refreshIntervalMs: Int64?
@@ -1833,8 +1833,8 @@ public struct OpenOptions: Equatable, Hashable, CustomDebugStringConvertible {
          * The storage engine's page cache, in bytes (default 32 MiB).
          */cacheSize: UInt64? = nil, 
         /**
-         * How long verify may use one read snapshot before seeing other processes' changes, in
-         * milliseconds (default 1000; zero takes a snapshot per verify; negative is
+         * How long verify may judge by the last read of the change feed before seeing other
+         * processes' changes, in milliseconds (default 1000; zero reads it on every verify; negative is
          * `InvalidArgument`).
          */refreshIntervalMs: Int64? = nil, 
         /**
