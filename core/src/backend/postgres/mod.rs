@@ -876,10 +876,7 @@ impl WorkerRead<'_> {
     }
 
     fn usage_per_key(&self, from: u32, to: u32) -> Result<Vec<(u64, u64)>> {
-        if from > to {
-            return Ok(Vec::new());
-        }
-        if from > LAST_DAY {
+        if from > to || from > LAST_DAY {
             return Ok(Vec::new());
         }
         let (from, to) = (from as i32, to.min(LAST_DAY) as i32);
