@@ -8,6 +8,7 @@ mod error;
 mod import;
 mod output;
 mod timefmt;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::env;
@@ -15,7 +16,7 @@ use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -28,7 +29,7 @@ use serde_json::{json, Value};
 use crate::duration::parse_duration;
 use crate::error::{Failure, EXIT_NOT_VALID, EXIT_OK, EXIT_USAGE};
 use crate::output::{key_json, quoted};
-use crate::timefmt::{format_date, format_time, parse_time};
+use crate::timefmt::{format_time, parse_time};
 
 /// The store used when neither `--db` nor `$KEYSTEAD_DB` is given.
 const DEFAULT_DB: &str = "./keystead.redb";
@@ -154,15 +155,8 @@ enum Command {
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
     },
-    /// Daily successful verifications of a key
-    Usage {
-        /// The key's 12-character id (not the full key)
-        id: String,
-        /// How many UTC days, today included
-        #[arg(long, value_name = "N", default_value_t = 30,
-              value_parser = clap::value_parser!(u32).range(1..=36_600))]
-        days: u32,
-    },
+    /// Daily successful verifications of a key as a chart, or the busiest keys (--top N)
+    Usage(usage::UsageArgs),
     /// The audit log of changes, newest first
     Audit {
         /// At most this many entries
@@ -394,7 +388,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Expire { id, when } => expire(&ctx, &id, when),
         Command::Rotate { id, grace } => rotate(&ctx, &id, &grace),
         Command::Verify { scopes } => verify(&ctx, &scopes),
-        Command::Usage { id, days } => usage(&ctx, &id, days),
+        Command::Usage(args) => usage::run(&ctx, args),
         Command::Audit { limit } => audit(&ctx, limit),
         Command::Check => check(&ctx),
         Command::Stats => stats(&ctx),
@@ -926,62 +920,6 @@ fn verify(ctx: &Ctx, scopes: &[String]) -> Result<u8, Failure> {
     } else {
         EXIT_NOT_VALID
     })
-}
-
-fn usage(ctx: &Ctx, id: &str, days: u32) -> Result<u8, Failure> {
-    let id = key_id(id)?;
-    let store = open_existing(ctx)?;
-    let info = store.get(id)?.ok_or(keystead::Error::KeyNotFound(id))?;
-    let now = SystemTime::now();
-    let back = Duration::from_secs(u64::from(days - 1) * 86_400);
-    let from = now.checked_sub(back).unwrap_or(UNIX_EPOCH).max(UNIX_EPOCH);
-    let daily = store.usage(id, from, now)?;
-    let total = daily
-        .iter()
-        .fold(0u64, |sum, d| sum.saturating_add(d.count));
-    if ctx.json {
-        let entries: Vec<Value> = daily
-            .iter()
-            .map(|d| json!({ "day": format_time(d.day), "count": d.count }))
-            .collect();
-        emit_json(&json!({
-            "id": id.to_string(),
-            "name": info.name(),
-            "days": days,
-            "from": format_date(from),
-            "to": format_date(now),
-            "total": total,
-            "daily": entries,
-            "use_count": info.use_count(),
-            "last_used_at": info.last_used_at().map(format_time),
-        }))?;
-    } else {
-        let mut text = format!(
-            "Key {id} {}: {} in the last {} ({} to {}).\n",
-            quoted(info.name()),
-            plural(total, "successful verification"),
-            plural(u64::from(days), "UTC day"),
-            format_date(from),
-            format_date(now)
-        );
-        if !daily.is_empty() {
-            let rows: Vec<Vec<String>> = daily
-                .iter()
-                .map(|d| vec![format_date(d.day), d.count.to_string()])
-                .collect();
-            text.push_str(&output::table(&["DAY", "USES"], &rows));
-        }
-        let last = info
-            .last_used_at()
-            .map_or_else(|| "never".to_owned(), format_time);
-        text.push_str(&format!(
-            "All time: {}, last used {last}.\n",
-            plural(info.use_count(), "use")
-        ));
-        emit(&text)?;
-    }
-    store.close()?;
-    Ok(EXIT_OK)
 }
 
 /// `keystead pepper generate`: 32 bytes from the system's CSPRNG, printed in base64. The

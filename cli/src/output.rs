@@ -275,6 +275,78 @@ pub fn audit_table(entries: &[AuditEntry]) -> String {
     table(&["SEQ", "TIME", "ACTOR", "ACTION", "KEY", "DETAIL"], &rows)
 }
 
+/// How many terminal columns a chart fills at most.
+pub const CHART_WIDTH: usize = 80;
+
+/// The characters a chart draws with: block elements (eighths of a cell) in a UTF-8
+/// terminal, `#` (whole cells) otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Glyphs {
+    Unicode,
+    Ascii,
+}
+
+/// Left partial blocks of 1 to 7 eighths of a cell.
+const EIGHTHS: [char; 7] = ['▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+
+/// A horizontal bar chart, one line per `(label, count)`: the label, a bar scaled so that the
+/// largest count fills the bar area, and the exact count right-aligned, in at most
+/// [`CHART_WIDTH`] columns. A count of zero has no bar; any other count at least the smallest
+/// mark (one eighth of a cell, or one `#`), so that it is never drawn as zero. Labels are
+/// printed as given (the caller makes them printable); lines have no trailing spaces.
+pub fn bar_chart(rows: &[(String, u64)], glyphs: Glyphs) -> String {
+    let label_width = rows
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let count_width = rows
+        .iter()
+        .map(|(_, c)| c.to_string().len())
+        .max()
+        .unwrap_or(1);
+    // label, space, bar, space, count.
+    let bar_width = CHART_WIDTH
+        .saturating_sub(label_width + count_width + 2)
+        .max(10);
+    let max = rows.iter().map(|&(_, c)| c).max().unwrap_or(0);
+    let per_cell: u128 = match glyphs {
+        Glyphs::Unicode => 8,
+        Glyphs::Ascii => 1,
+    };
+    let mut out = String::new();
+    for (label, count) in rows {
+        let units = if *count == 0 || max == 0 {
+            0
+        } else {
+            // count / max of the bar, rounded to the nearest unit, at least one.
+            let all = bar_width as u128 * per_cell;
+            let scaled = (u128::from(*count) * all * 2 + u128::from(max)) / (u128::from(max) * 2);
+            scaled.max(1)
+        };
+        let full = (units / per_cell) as usize;
+        let part = (units % per_cell) as usize;
+        let mut bar = String::new();
+        match glyphs {
+            Glyphs::Unicode => {
+                bar.extend(std::iter::repeat_n('█', full));
+                if part > 0 {
+                    bar.push(EIGHTHS[part - 1]);
+                }
+            }
+            Glyphs::Ascii => bar.extend(std::iter::repeat_n('#', full)),
+        }
+        let drawn = full + usize::from(part > 0);
+        let _ = writeln!(
+            out,
+            "{label}{} {bar}{} {count:>count_width$}",
+            " ".repeat(label_width - label.chars().count()),
+            " ".repeat(bar_width - drawn),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +375,58 @@ mod tests {
             &[vec!["xxx".into(), "y".into(), "zzzz".into()]],
         );
         assert_eq!(text, "A    BB  C\nxxx  y   zzzz\n");
+    }
+
+    #[test]
+    fn bar_chart_scales_to_the_largest_count_and_fits_80_columns() {
+        let rows = vec![
+            ("a".to_owned(), 0),
+            ("bb".to_owned(), 1),
+            ("c".to_owned(), 3),
+            ("d".to_owned(), 6),
+            ("e".to_owned(), 10_000),
+        ];
+        let text = bar_chart(&rows, Glyphs::Ascii);
+        let lines: Vec<&str> = text.lines().collect();
+        // 2 (label) + 1 + 70 (bar) + 1 + 5 (count) = 79... the bar fills the rest: 71.
+        assert_eq!(lines[4], format!("e  {} 10000", "#".repeat(71)));
+        assert_eq!(lines[0], format!("a  {}     0", " ".repeat(71)));
+        // 1 of 10000 is less than half a cell: still one mark, never drawn as zero.
+        assert_eq!(lines[1], format!("bb #{}     1", " ".repeat(70)));
+        for line in &lines {
+            assert_eq!(line.chars().count(), CHART_WIDTH, "{line:?}");
+        }
+        let text = bar_chart(
+            &[("x".into(), 8), ("y".into(), 1), ("z".into(), 3)],
+            Glyphs::Unicode,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        // 76 cells; 1/8 of them is 9.5 cells = 76 eighths: 9 full and a half block.
+        assert_eq!(lines[0], format!("x {} 8", "█".repeat(76)));
+        assert_eq!(
+            lines[1],
+            format!("y {}▌{} 1", "█".repeat(9), " ".repeat(66))
+        );
+        // 3/8 of 76 cells is 28.5 cells.
+        assert_eq!(
+            lines[2],
+            format!("z {}▌{} 3", "█".repeat(28), " ".repeat(47))
+        );
+        for line in &lines {
+            assert_eq!(line.chars().count(), CHART_WIDTH, "{line:?}");
+        }
+        // Counts as large as u64 holds, and all zero.
+        let big = bar_chart(
+            &[("m".into(), u64::MAX), ("n".into(), u64::MAX / 2)],
+            Glyphs::Ascii,
+        );
+        assert!(
+            big.lines().all(|l| l.chars().count() <= CHART_WIDTH),
+            "{big}"
+        );
+        let zeros = bar_chart(&[("m".into(), 0)], Glyphs::Unicode);
+        assert!(!zeros.contains('█') && zeros.ends_with(" 0\n"), "{zeros:?}");
+        assert_eq!(bar_chart(&[], Glyphs::Ascii), "");
     }
 
     #[test]

@@ -495,10 +495,12 @@ fn json_outputs_have_the_stable_fields() {
     assert_eq!(usage["use_count"], 2);
     assert!(usage["last_used_at"].is_string());
     assert!(usage["from"].is_string() && usage["to"].is_string());
+    // Every day of the range, oldest first, days without uses as zeros (cli/tests/usage.rs).
     let daily = usage["daily"].as_array().unwrap();
-    assert_eq!(daily.len(), 1);
-    assert_eq!(daily[0]["count"], 2);
-    assert!(daily[0]["day"].as_str().unwrap().ends_with("T00:00:00Z"));
+    assert_eq!(daily.len(), 7);
+    assert_eq!(daily[6]["count"], 2);
+    assert!(daily[..6].iter().all(|d| d["count"] == 0));
+    assert!(daily[6]["day"].as_str().unwrap().ends_with("T00:00:00Z"));
     let text = s.ok(&["usage", &id]);
     assert!(text.contains("2 successful verifications"), "{text}");
 

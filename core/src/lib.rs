@@ -45,6 +45,7 @@ pub use crate::model::{
     ListFilter, NewKey, MAX_ACTOR_CHARS, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_LEN,
     MAX_METADATA_TOTAL, MAX_METADATA_VALUE_LEN, MAX_NAME_CHARS, MAX_SCOPES, MAX_SCOPE_LEN,
 };
+pub use crate::model::{BusiestKeys, KeyUsage};
 pub use crate::record::decode_record_roundtrip;
 pub use crate::store::{display_location, KeyStore, Options, DEFAULT_AUDIT_LIMIT};
 pub use crate::verify::{Outcome, Verification};

@@ -348,6 +348,31 @@ pub struct DailyUsage {
     pub count: u64,
 }
 
+/// One key's successful verifications over a range of days (see
+/// [`KeyStore::busiest_keys`](crate::KeyStore::busiest_keys)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyUsage {
+    /// The key, as [`KeyStore::get`](crate::KeyStore::get) returns it (its all-time
+    /// `use_count` and `last_used_at` included).
+    pub key: KeyInfo,
+    /// Its successful verifications in the range.
+    pub count: u64,
+}
+
+/// The busiest keys over a range of days, and the range's totals (see
+/// [`KeyStore::busiest_keys`](crate::KeyStore::busiest_keys)).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct BusiestKeys {
+    /// At most the limit asked for: by count, highest first; equal counts by id, lowest first.
+    pub keys: Vec<KeyUsage>,
+    /// Successful verifications of all keys in the range (the base of a share).
+    pub total: u64,
+    /// How many keys had at least one in the range.
+    pub keys_used: usize,
+}
+
 /// An administrative change, as recorded in the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

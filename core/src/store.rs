@@ -686,6 +686,77 @@ impl KeyStore {
             .collect())
     }
 
+    /// The `limit` keys with the most successful verifications on the UTC days from `from`
+    /// to `to` inclusive, with the totals of all keys over those days.
+    ///
+    /// Keys are ranked by their count in the range, highest first; equal counts by id, lowest
+    /// first. Keys without a use in the range are left out. The sums come from one read of
+    /// the backend ([`Read::usage_per_key`](crate::backend::Read::usage_per_key): one
+    /// `GROUP BY` on PostgreSQL), then one lookup per returned key. A deleted key's usage is
+    /// gone with it. Like [`usage`](Self::usage), this flushes this handle's pending usage
+    /// first, on every backend; uses counted by other handles (other processes) show once
+    /// they flush, at their flush interval or close.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bound after 9999-12-31T23:59:59Z, storage errors.
+    ///
+    /// # Example
+    /// ```
+    /// # use keystead::{KeyStore, NewKey, Options};
+    /// # use std::time::{Duration, SystemTime};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = KeyStore::open(dir.path().join("k.redb"), Options::new())?;
+    /// let busy = store.create(NewKey::new("busy"))?;
+    /// let quiet = store.create(NewKey::new("quiet"))?;
+    /// for _ in 0..3 {
+    ///     store.verify(busy.key(), &[])?;
+    /// }
+    /// store.verify(quiet.key(), &[])?;
+    /// let now = SystemTime::now();
+    /// let week = store.busiest_keys(now - Duration::from_secs(6 * 86_400), now, 1)?;
+    /// assert_eq!(week.keys.len(), 1);
+    /// assert_eq!(week.keys[0].key.name(), "busy");
+    /// assert_eq!(week.keys[0].count, 3);
+    /// assert_eq!((week.total, week.keys_used), (4, 2));
+    /// # Ok::<(), keystead::Error>(())
+    /// ```
+    pub fn busiest_keys(
+        &self,
+        from: SystemTime,
+        to: SystemTime,
+        limit: usize,
+    ) -> Result<model::BusiestKeys> {
+        let from_day = time::day_of(time::checked_to_ms(from, "the start of the range")?);
+        let to_day = time::day_of(time::checked_to_ms(to, "the end of the range")?);
+        self.flush()?;
+        let snapshot = self.inner.backend.read()?;
+        let mut sums = snapshot.usage_per_key(from_day, to_day)?;
+        sums.retain(|&(_, count)| count > 0);
+        let total = sums
+            .iter()
+            .fold(0u64, |sum, &(_, count)| sum.saturating_add(count));
+        let keys_used = sums.len();
+        sums.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut keys = Vec::new();
+        for (id, count) in sums {
+            if keys.len() >= limit {
+                break;
+            }
+            // A backend whose reads are not one snapshot (PostgreSQL) may have lost the key
+            // to a delete since the sums were read: then it is no longer a key to show.
+            let Some(bytes) = snapshot.key(id)? else {
+                continue;
+            };
+            let key = info_of(&*snapshot, &decode_stored(id, &bytes, &self.inner.hasher)?)?;
+            keys.push(model::KeyUsage { key, count });
+        }
+        Ok(model::BusiestKeys {
+            keys,
+            total,
+            keys_used,
+        })
+    }
+
     /// The audit log, newest first: at most `limit` entries committed at or after `since`.
     /// Bindings and the CLI ask for [`DEFAULT_AUDIT_LIMIT`] entries when no limit is given.
     ///

@@ -716,6 +716,14 @@ impl Read for RedbSnapshot {
         })
     }
 
+    fn usage_per_key(&self, from: u32, to: u32) -> Result<Vec<(u64, u64)>> {
+        guard(|| {
+            let totals = self.txn.open_table(USAGE_TOTAL).map_err(map_err)?;
+            let days = self.txn.open_table(USAGE_DAY).map_err(map_err)?;
+            usage_per_key(&totals, &days, from, to)
+        })
+    }
+
     fn scan_audit_newest_first(
         &self,
         visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
@@ -787,6 +795,32 @@ fn usage_days(
     for entry in table.range((id, from)..=(id, to)).map_err(map_err)? {
         let (key, count) = entry.map_err(map_err)?;
         out.push((key.value().1, count.value()));
+    }
+    Ok(out)
+}
+
+/// The keys with any usage (the totals table: `delete_key` removes a key's row there and
+/// `add_usage` adds none for a missing key), each summed over a range of its days: one seek
+/// per key that was ever used, not a scan of every day of every key.
+fn usage_per_key(
+    totals: &impl ReadableTable<u64, &'static [u8]>,
+    days: &impl ReadableTable<(u64, u32), u64>,
+    from: u32,
+    to: u32,
+) -> Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    if from > to {
+        return Ok(out);
+    }
+    for entry in totals.range::<u64>(..).map_err(map_err)? {
+        let id = entry.map_err(map_err)?.0.value();
+        let mut count = 0u64;
+        for day in days.range((id, from)..=(id, to)).map_err(map_err)? {
+            count = count.saturating_add(day.map_err(map_err)?.1.value());
+        }
+        if count > 0 {
+            out.push((id, count));
+        }
     }
     Ok(out)
 }
@@ -875,6 +909,12 @@ impl Read for RedbWrite {
     fn usage_days(&self, id: u64, from: u32, to: u32) -> Result<Vec<(u32, u64)>> {
         let table = self.txn.open_table(USAGE_DAY).map_err(map_err)?;
         usage_days(&table, id, from, to)
+    }
+
+    fn usage_per_key(&self, from: u32, to: u32) -> Result<Vec<(u64, u64)>> {
+        let totals = self.txn.open_table(USAGE_TOTAL).map_err(map_err)?;
+        let days = self.txn.open_table(USAGE_DAY).map_err(map_err)?;
+        usage_per_key(&totals, &days, from, to)
     }
 
     fn scan_audit_newest_first(

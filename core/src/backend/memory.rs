@@ -238,6 +238,25 @@ macro_rules! impl_read {
                     .collect())
             }
 
+            fn usage_per_key(&self, from: u32, to: u32) -> Result<Vec<(u64, u64)>> {
+                let state = self.as_ref();
+                let mut out = Vec::new();
+                if from > to {
+                    return Ok(out);
+                }
+                // Keys with any usage at all, then a range of days of each (no full scan).
+                for &id in state.usage_total.keys() {
+                    let count = state
+                        .usage_days
+                        .range((id, from)..=(id, to))
+                        .fold(0u64, |sum, (_, n)| sum.saturating_add(*n));
+                    if count > 0 && state.keys.contains_key(&id) {
+                        out.push((id, count));
+                    }
+                }
+                Ok(out)
+            }
+
             fn scan_audit_newest_first(
                 &self,
                 visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,

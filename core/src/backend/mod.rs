@@ -32,7 +32,9 @@
 //!   listing shaped so that a database can filter and page in its query.
 //! - **Writes** run in one atomic, durable transaction ([`write`](Backend::write)); audit
 //!   sequence numbers are assigned by the backend.
-//! - **Usage** arrives as one pre-aggregated, sorted batch ([`add_usage`](Backend::add_usage)).
+//! - **Usage** arrives as one pre-aggregated, sorted batch ([`add_usage`](Backend::add_usage)),
+//!   and is read per key and day ([`Read::usage_days`]) or summed over all keys for a range
+//!   of days ([`Read::usage_per_key`], which has a provided, slower default).
 //!
 //! Errors are the crate's [`Error`](crate::Error): a backend reports a damaged store as
 //! `Corrupt`, an unreachable one as `Io` or `Storage`, never as a missing key.
@@ -318,6 +320,42 @@ pub trait Read {
         &self,
         visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
     ) -> Result<()>;
+
+    /// Every key's count for days `from..=to` summed: `(id, count)` for each existing key
+    /// with at least one use in that range, each id once, in id order (empty if
+    /// `from > to`). Usage of a deleted key is never counted.
+    ///
+    /// The provided implementation lists every key ([`list_keys`](Self::list_keys) with the
+    /// default query) and reads [`usage_days`](Self::usage_days) of each: correct for any
+    /// backend that keeps this trait's contract, but one read per key. A backend that can sum
+    /// in one pass (a `GROUP BY`, a scan of its usage table) should override it; the shipped
+    /// backends do.
+    ///
+    /// # Errors
+    /// Failures to read.
+    fn usage_per_key(&self, from: u32, to: u32) -> Result<Vec<(u64, u64)>> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let mut ids = Vec::new();
+        self.list_keys(&KeyQuery::default(), &mut |id, _| {
+            ids.push(id);
+            Ok(true)
+        })?;
+        ids.sort_unstable();
+        ids.dedup();
+        let mut out = Vec::new();
+        for id in ids {
+            let count = self
+                .usage_days(id, from, to)?
+                .into_iter()
+                .fold(0u64, |sum, (_, n)| sum.saturating_add(n));
+            if count > 0 {
+                out.push((id, count));
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The operations of a write transaction.

@@ -849,10 +849,10 @@ impl WorkerRead<'_> {
     }
 
     fn usage_days(&self, id: u64, from: u32, to: u32) -> Result<Vec<(u32, u64)>> {
-        if from > to {
+        if from > to || from > LAST_DAY {
             return Ok(Vec::new());
         }
-        let (from, to) = (i64::from(from), i64::from(to));
+        let (from, to) = (from, to.min(LAST_DAY));
         self.0.run(move |conn| {
             let client = conn.client()?;
             let rows = client.query(
@@ -871,6 +871,30 @@ impl WorkerRead<'_> {
                         n(row.get(1)),
                     )
                 })
+                .collect())
+        })
+    }
+
+    fn usage_per_key(&self, from: u32, to: u32) -> Result<Vec<(u64, u64)>> {
+        if from > to || from > LAST_DAY {
+            return Ok(Vec::new());
+        }
+        let (from, to) = (from as i32, to.min(LAST_DAY) as i32);
+        self.0.run(move |conn| {
+            // One statement: the sums per key, of keys that still exist (a flush racing a
+            // delete could otherwise leave rows of a deleted key behind).
+            let (statement, client) = conn.prepared(
+                "SELECT u.key_id, sum(u.uses)::int8 FROM keystead_usage_daily u \
+                 WHERE u.day BETWEEN DATE '1970-01-01' + $1::int4 \
+                                 AND DATE '1970-01-01' + $2::int4 \
+                   AND EXISTS (SELECT 1 FROM keystead_keys k WHERE k.id = u.key_id) \
+                 GROUP BY u.key_id HAVING sum(u.uses) > 0 ORDER BY u.key_id",
+            )?;
+            let rows = client.query(&statement, &[&from, &to]);
+            let rows = rows.map_err(|e| failed(conn, e))?;
+            Ok(rows
+                .into_iter()
+                .map(|row| (u(row.get(0)), n(row.get(1))))
                 .collect())
         })
     }
@@ -902,6 +926,11 @@ impl WorkerRead<'_> {
         }
     }
 }
+
+/// The last UTC day a store holds usage for (9999-12-31, the latest time the store accepts).
+/// Ranges of days are clamped to it, so that a range to `u32::MAX` (all days) neither wraps
+/// in the `int4` parameter nor leaves PostgreSQL's date range.
+const LAST_DAY: u32 = 2_932_896;
 
 /// `prefix%` for LIKE, with `%`, `_` and `\` escaped.
 fn like_prefix(prefix: &str) -> String {
@@ -950,6 +979,9 @@ macro_rules! forward_read {
             }
             fn usage_days(&self, id: u64, from: u32, to: u32) -> Result<Vec<(u32, u64)>> {
                 read_on(&self.drivers.$worker).usage_days(id, from, to)
+            }
+            fn usage_per_key(&self, from: u32, to: u32) -> Result<Vec<(u64, u64)>> {
+                read_on(&self.drivers.$worker).usage_per_key(from, to)
             }
             fn scan_audit_newest_first(
                 &self,
