@@ -39,6 +39,8 @@ from keystead.django import HasScopes, KeysteadAuthentication, KeyUser
 from web_helpers import (
     ADMIN_SCOPE,
     CASE_IDS,
+    KEY_NAME,
+    PEPPER,
     CASES,
     SCOPE,
     UNAVAILABLE,
@@ -158,3 +160,10 @@ def test_drf_missing_settings_is_a_clear_error() -> None:
 
     with override_settings(KEYSTEAD=None), pytest.raises(RuntimeError, match="KEYSTEAD"):
         get_guard()
+
+
+def test_drf_pepper_from_settings(tmp_path: Path) -> None:
+    path = tmp_path / "peppered.redb"
+    keys = make_store(path, pepper=PEPPER)
+    with override_settings(KEYSTEAD={"LOCATION": path, "PEPPER": PEPPER}), django_server() as base:
+        assert get(base, "/chat", f"Bearer {keys.valid}").body["caller"] == KEY_NAME

@@ -15,6 +15,8 @@ from keystead.flask import Keystead, require
 from web_helpers import (
     ADMIN_SCOPE,
     CASE_IDS,
+    KEY_NAME,
+    PEPPER,
     CASES,
     SCOPE,
     UNAVAILABLE,
@@ -123,3 +125,11 @@ def test_flask_require_without_extension_is_a_clear_error() -> None:
     app.testing = True
     with pytest.raises(RuntimeError, match=r"Keystead\(app\)"):
         app.test_client().get("/chat")
+
+
+def test_flask_pepper_from_config(tmp_path: Path) -> None:
+    path = tmp_path / "peppered.redb"
+    keys = make_store(path, pepper=PEPPER)
+    app = flask_app({"KEYSTEAD_LOCATION": str(path), "KEYSTEAD_PEPPER": PEPPER})
+    with werkzeug_server(app) as base:
+        assert get(base, "/chat", f"Bearer {keys.valid}").body["caller"] == KEY_NAME

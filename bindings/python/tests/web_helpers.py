@@ -98,9 +98,12 @@ def unreachable_location() -> str:
     return f"postgres://keystead@127.0.0.1:{closed_port()}/keystead"
 
 
-def make_store(path: Path) -> Keys:
+PEPPER = "a-test-pepper-of-at-least-thirty-two-bytes"
+
+
+def make_store(path: Path, pepper: str | None = None) -> Keys:
     """Creates the test keys in the store file at ``path`` and closes it."""
-    ks = keystead.KeyStore(path)
+    ks = keystead.KeyStore(path, pepper=pepper)
     try:
         valid = ks.create(KEY_NAME, scopes=[SCOPE]).key
         revoked = ks.create("revoked-key", scopes=[SCOPE])
