@@ -27,6 +27,7 @@ if not settings.configured:
     django.setup()
 
 
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, JsonResponse
 from django.test import override_settings
 from django.urls import path as route
@@ -158,7 +159,7 @@ def test_drf_realm_from_settings(keys_and_path: tuple[Keys, Path]) -> None:
 def test_drf_missing_settings_is_a_clear_error() -> None:
     from keystead.django import get_guard
 
-    with override_settings(KEYSTEAD=None), pytest.raises(RuntimeError, match="KEYSTEAD"):
+    with override_settings(KEYSTEAD=None), pytest.raises(ImproperlyConfigured, match="KEYSTEAD"):
         get_guard()
 
 

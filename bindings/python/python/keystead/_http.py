@@ -28,7 +28,9 @@ __all__ = [
     "Decision",
     "Guard",
     "LazyStore",
+    "Store",
     "Verifier",
+    "check_scopes",
 ]
 
 logger = logging.getLogger("keystead")

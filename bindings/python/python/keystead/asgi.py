@@ -10,6 +10,11 @@ request is answered by the middleware -- 400, 401 or 403 with the core's ``WWW-A
 503 with ``Retry-After`` when the store is unavailable -- and a JSON body
 ``{"error": {"type": ..., "message": ...}}``. The request body is never read. A WebSocket
 handshake on a protected path that is refused is closed (code 1008) before it is accepted.
+
+Verification runs inline on the event loop: with a store file it is a hash and an in-memory
+lookup with the GIL released. With a ``postgres://`` store, a key that is not cached yet is a
+database query that holds the loop for its duration; there, prefer the FastAPI dependency
+(``keystead.fastapi.require``), which FastAPI runs in its thread pool.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 try:
     from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.signals import setting_changed
     from rest_framework.authentication import BaseAuthentication
     from rest_framework.exceptions import APIException, AuthenticationFailed
@@ -77,7 +78,9 @@ def get_guard() -> Guard:
         if _guard is None:
             config: Any = getattr(settings, "KEYSTEAD", None)
             if not isinstance(config, dict) or not config.get("LOCATION"):
-                raise RuntimeError('keystead.django: set settings.KEYSTEAD = {"LOCATION": ...}')
+                raise ImproperlyConfigured(
+                    'keystead.django: set settings.KEYSTEAD = {"LOCATION": ...}'
+                )
             location = str(config["LOCATION"])
             pepper = config.get("PEPPER")
 
