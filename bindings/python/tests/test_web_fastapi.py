@@ -27,6 +27,7 @@ from web_helpers import (
     SCOPE,
     UNAVAILABLE,
     Case,
+    DownStore,
     Keys,
     assert_no_key_material,
     check,
@@ -279,3 +280,18 @@ def test_asgi_middleware_joins_repeated_authorization_headers(
     with KeyStore(path) as store:
         asyncio.run(KeysteadMiddleware(app, store)(scope, receive, send))
     assert statuses == [400]
+
+
+@pytest.mark.parametrize("adapter", ["fastapi", "asgi"])
+def test_store_down_at_verification_is_503(
+    keys_and_path: tuple[Keys, Path], adapter: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unavailable after opening (fleet mode, the database went down): still 503, not 500."""
+    caplog.set_level(logging.DEBUG)
+    keys, _ = keys_and_path
+    store = DownStore(UnavailableError("database unreachable"))
+    app = fastapi_app(store) if adapter == "fastapi" else starlette_app(store)
+    error_of = (lambda body: body["detail"]) if adapter == "fastapi" else middleware_error
+    with uvicorn_server(app) as base:
+        check(base, keys, UNAVAILABLE, error_of)
+    assert_no_key_material(caplog.text, keys)

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from flask import Flask, g
 
-from keystead import KeyInfo, KeyStore
+from keystead import KeyInfo, KeyStore, UnavailableError
+from keystead._http import Store
 from keystead.flask import Keystead, require
 from web_helpers import (
     ADMIN_SCOPE,
@@ -21,6 +22,7 @@ from web_helpers import (
     SCOPE,
     UNAVAILABLE,
     Case,
+    DownStore,
     Keys,
     assert_no_key_material,
     check,
@@ -31,7 +33,7 @@ from web_helpers import (
 )
 
 
-def flask_app(config: dict[str, Any], store: KeyStore | None = None) -> Flask:
+def flask_app(config: dict[str, Any], store: Store | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(config)
     Keystead(app, store=store)
@@ -133,3 +135,11 @@ def test_flask_pepper_from_config(tmp_path: Path) -> None:
     app = flask_app({"KEYSTEAD_LOCATION": str(path), "KEYSTEAD_PEPPER": PEPPER})
     with werkzeug_server(app) as base:
         assert get(base, "/chat", f"Bearer {keys.valid}").body["caller"] == KEY_NAME
+
+
+def test_flask_store_down_at_verification_is_503(keys_and_path: tuple[Keys, Path]) -> None:
+    """Unavailable after opening (fleet mode, the database went down): still 503, not 500."""
+    keys, _ = keys_and_path
+    app = flask_app({}, store=DownStore(UnavailableError("database unreachable")))
+    with werkzeug_server(app) as base:
+        check(base, keys, UNAVAILABLE, body_error)

@@ -9,26 +9,16 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 import keystead
-from keystead import InvalidArgument, KeyStore, StoreError, UnavailableError, Verification
+from keystead import InvalidArgument, KeyStore, StoreError, UnavailableError
 from keystead._http import Guard, LazyStore
+from web_helpers import DownStore
 
 VECTORS = Path(__file__).resolve().parents[3] / "tests" / "vectors"
-
-
-class DownStore:
-    """A store whose database is unreachable at verification time (fleet mode, DB down)."""
-
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-
-    def verify_header(self, value: str | bytes | None, scopes: Iterable[str] = ()) -> Verification:
-        raise self.error
 
 
 def test_decision_is_the_cores_for_every_header_vector(store: KeyStore) -> None:

@@ -10,7 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +99,19 @@ def unreachable_location() -> str:
 
 
 PEPPER = "a-test-pepper-of-at-least-thirty-two-bytes"
+
+
+class DownStore:
+    """A store that raises ``error`` at verification time: an open ``postgres://`` store
+    whose database went down, asked about a key it has not cached (UnavailableError)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def verify_header(
+        self, value: str | bytes | None, scopes: Iterable[str] = ()
+    ) -> keystead.Verification:
+        raise self.error
 
 
 def make_store(path: Path, pepper: str | None = None) -> Keys:
