@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Python binding (bindings/python) into a venv under target/ and runs its checks:
-# mypy --strict on the tests and the example, stubtest on the native module's stubs, pytest.
+# mypy --strict on the package's Python modules, the tests and the examples; stubtest on the
+# installed package (the native module's stubs and the pure-Python modules); pytest.
 # Needs only python3 (with venv and pip) and the Rust toolchain; installs the rest from PyPI.
 # Idempotent: the venv and its tools are reused while requirements-dev.txt is unchanged, and
 # cargo rebuilds only what changed.
@@ -36,8 +37,8 @@ rm -rf "$wheels"
 "$venv/bin/maturin" build --release --quiet -i "$py" -m "$binding/Cargo.toml" -o "$wheels"
 "$py" -m pip install -q --force-reinstall --no-deps "$wheels"/keystead-*.whl
 
-step "mypy --strict (tests, example) and stubtest"
-"$py" -m mypy --strict "$binding/tests" "$binding/examples"
+step "mypy --strict (the pure-Python package, tests, examples) and stubtest"
+"$py" -m mypy --strict "$binding/python/keystead" "$binding/tests" "$binding/examples"
 # stubtest takes no cache option: run it from target/ so that its .mypy_cache lands there.
 (cd target && "$py" -m mypy.stubtest keystead)
 
