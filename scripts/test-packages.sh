@@ -6,16 +6,18 @@
 # bindings/node/keystead.linux-x64-gnu.node. It builds nothing with Rust.
 #
 #  1. licenses: `cargo package --list` of every workspace crate lists LICENSE-MIT and
-#     LICENSE-APACHE; the copies bindings/node needs (npm does not pack symlinks) equal the root's.
+#     LICENSE-APACHE; the copies bindings/node needs (npm does not pack symlinks) equal the root's;
+#     the Python sdist (maturin sdist, which needs cargo metadata) declares and carries both.
 #  2. with cargo, rustc and rustup removed from PATH (asserted):
 #     a. Python: a fresh venv, `pip install <wheel>`, the test requirements, then the pytest suite
 #        of bindings/python run from a temporary directory; a plugin fails the run unless the
 #        `keystead` the tests imported is the one installed in that venv.
 #     b. Node: `npm pack`, `npm install --offline <tarball>` in an empty directory, a smoke run
 #        (CJS require, ESM import, create, verify) that checks the addon loaded from the
-#        installed package; then the napi-rs release layout: the per-platform package
-#        (npm/linux-x64-gnu with the addon) and a main package without the addon, installed
-#        together offline, load the addon from node_modules/keystead-linux-x64-gnu.
+#        installed package; then the napi-rs release layout, made by the real `napi artifacts`
+#        and `napi prepublish` (publishing nothing): the per-platform package (npm/linux-x64-gnu
+#        with the addon) and a main package without the addon, installed together offline,
+#        load the addon from node_modules/keystead-linux-x64-gnu.
 # Fails on any error; prints what it verified. Needs python3 (venv, pip), node and npm; the
 # Python test requirements come from PyPI (pip's cache), nothing else from a registry.
 set -euo pipefail
@@ -52,6 +54,22 @@ for dir in bindings/node bindings/node/npm/linux-x64-gnu; do
     done
 done
 ok "bindings/node and its npm/linux-x64-gnu hold copies equal to the root's license texts"
+maturin=target/venv-python/bin/maturin
+[ -x "$maturin" ] || fail "$maturin is missing: run scripts/test-python.sh first"
+"$maturin" sdist -m bindings/python/Cargo.toml -o "$work/sdist" >/dev/null 2>&1 || fail "maturin sdist failed"
+python3 - "$work"/sdist/keystead-*.tar.gz <<'EOF' || fail "the sdist does not carry the license texts"
+import sys, tarfile
+with tarfile.open(sys.argv[1]) as t:
+    top = t.getnames()[0].split("/")[0]
+    info = t.extractfile(f"{top}/PKG-INFO").read().decode()
+    files = [l.split(": ", 1)[1] for l in info.splitlines() if l.startswith("License-File: ")]
+    if sorted(files) != ["LICENSE-APACHE", "LICENSE-MIT"]:
+        sys.exit(f"sdist PKG-INFO License-File entries: {files}")
+    for f in files:
+        if not t.getmember(f"{top}/{f}").isfile():
+            sys.exit(f"sdist: {f} is not a regular file")
+EOF
+ok "the Python sdist declares and carries LICENSE-MIT and LICENSE-APACHE"
 
 # ------------------------------------------------------------------ hide the Rust toolchain
 # Drop every PATH entry that holds cargo, rustc or rustup (~/.cargo/bin, a distro's /usr/bin
