@@ -185,6 +185,23 @@ tar -xzOf "$tarball" package/package.json | node -e '
 const p = JSON.parse(require("fs").readFileSync(0, "utf8"))
 if (p.optionalDependencies && Object.keys(p.optionalDependencies).length)
   throw new Error("optionalDependencies in the packed package.json: " + JSON.stringify(p.optionalDependencies))'
+# Every file package.json points at (main, types, every target in exports) is in the tarball:
+# a new entry point outside the `files` patterns fails here, not in a user's install.
+tar -xzOf "$tarball" package/package.json | node -e '
+const p = JSON.parse(require("fs").readFileSync(0, "utf8"))
+const packed = new Set(process.argv[1].split("\n"))
+const targets = []
+const walk = (v) => {
+  if (typeof v === "string") targets.push(v)
+  else if (v && typeof v === "object") Object.values(v).forEach(walk)
+}
+;[p.main, p.types, p.typings, p.module, p.exports].forEach(walk)
+const missing = targets
+  .filter((t) => !t.includes("*"))
+  .map((t) => "package/" + t.replace(/^\.\//, ""))
+  .filter((f) => !packed.has(f))
+if (missing.length) throw new Error("package.json points at files the tarball lacks: " + missing.join(", "))
+console.log("entry points packed: " + [...new Set(targets)].join(", "))' "$contents"
 ok "the tarball holds the loader, the types, $addon and both license texts, and no optionalDependencies"
 
 # The smoke run, copied into each app directory (require resolves from the script's place);
