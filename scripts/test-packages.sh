@@ -103,7 +103,7 @@ echo "wheel: ${wheel##*/}"
 
 python=${PYTHON:-python3}
 "$python" - "$wheel" "$root" <<'EOF' || fail "the wheel does not carry the license texts"
-import sys, zipfile, pathlib
+import re, sys, zipfile, pathlib
 wheel, root = sys.argv[1], pathlib.Path(sys.argv[2])
 with zipfile.ZipFile(wheel) as z:
     names = z.namelist()
@@ -115,6 +115,14 @@ with zipfile.ZipFile(wheel) as z:
     text = z.read(metadata).decode()
     if "License-Expression: MIT OR Apache-2.0" not in text:
         sys.exit("METADATA has no License-Expression: MIT OR Apache-2.0")
+    # docs/releasing.md: the manylinux tag is the newest glibc symbol version the extension
+    # module references (the version names in its .dynstr).
+    tag = re.search(r"-manylinux_(\d+)_(\d+)_x86_64\.whl$", wheel)
+    so = next(n for n in names if n.endswith(".so"))
+    versions = {tuple(map(int, v)) for v in re.findall(rb"GLIBC_(\d+)\.(\d+)", z.read(so))}
+    if not tag or max(versions) != tuple(map(int, tag.groups())):
+        sys.exit(f"platform tag {tag and tag.group(0)} vs newest GLIBC_{max(versions)}")
+    print("platform tag manylinux_%d_%d = the newest glibc symbol version the module uses" % max(versions))
 EOF
 ok "the wheel carries .dist-info/licenses/LICENSE-MIT and LICENSE-APACHE (equal to the root's) and License-Expression: MIT OR Apache-2.0"
 
