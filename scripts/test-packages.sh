@@ -36,7 +36,9 @@ trap 'rm -rf "$work"' EXIT
 
 # ---------------------------------------------------------------- 1. licenses (needs cargo)
 step "license texts in every crate and in the npm package sources"
-[ -s LICENSE-MIT ] && [ -s LICENSE-APACHE ] || fail "LICENSE-MIT / LICENSE-APACHE missing at the root"
+for license in LICENSE-MIT LICENSE-APACHE; do
+    [ -s "$license" ] || fail "$license missing at the root"
+done
 crates=$(cargo metadata --no-deps --format-version 1 --locked \
     | python3 -c 'import json,sys; print("\n".join(p["name"] for p in json.load(sys.stdin)["packages"]))')
 for crate in $crates; do
@@ -46,7 +48,7 @@ for crate in $crates; do
         grep -qx "$license" <<<"$list" || fail "crate $crate does not ship $license"
     done
 done
-ok "crates ship LICENSE-MIT and LICENSE-APACHE: $(echo $crates)"
+ok "crates ship LICENSE-MIT and LICENSE-APACHE: $(tr '\n' ' ' <<<"$crates")"
 for dir in bindings/node bindings/node/npm/linux-x64-gnu; do
     for license in LICENSE-MIT LICENSE-APACHE; do
         cmp -s "$license" "$dir/$license" \
@@ -287,6 +289,7 @@ platform_contents=$(tar -tzf "$platform_tgz")
 for file in package/package.json "package/$addon" package/LICENSE-MIT package/LICENSE-APACHE; do
     grep -qx "$file" <<<"$platform_contents" || fail "the platform tarball lacks $file"
 done
+# shellcheck disable=SC2016 # JavaScript, not shell, inside the quotes
 tar -xzOf "$platform_tgz" package/package.json | node -e '
 const p = JSON.parse(require("fs").readFileSync(0, "utf8"))
 const want = { name: "keystead-linux-x64-gnu", main: "keystead.linux-x64-gnu.node",
