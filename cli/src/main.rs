@@ -7,6 +7,7 @@ mod duration;
 mod error;
 mod import;
 mod output;
+mod serve;
 mod timefmt;
 
 use std::collections::BTreeMap;
@@ -181,6 +182,8 @@ enum Command {
     Stats,
     /// Check the store: the storage engine's integrity check and every key record (exit 3 on damage)
     Check,
+    /// Answer key checks over HTTP for gateways (nginx, Caddy, Envoy, Traefik); docs/gateways.md
+    Serve(serve::ServeArgs),
     /// Peppers (the secret mixed into every hash)
     Pepper {
         #[command(subcommand)]
@@ -399,6 +402,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Check => check(&ctx),
         Command::Stats => stats(&ctx),
         Command::Import { file } => import::import(&ctx, &file),
+        Command::Serve(args) => serve::serve(&ctx, args),
         Command::Pepper {
             command: PepperCommand::Generate,
         } => pepper_generate(&ctx),
