@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// How late a change made elsewhere (a revoke) may be seen: the store's refresh interval
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = short_duration)]
     refresh_interval: Duration,
+    /// How often usage counts are written to the store (`0ms`: only at shutdown)
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = short_duration)]
+    flush_interval: Duration,
     /// Log one line per check on stderr: outcome, status, key id, latency (never the key)
     #[arg(long)]
     access_log: bool,
@@ -144,7 +147,7 @@ pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<u8, Failure> {
     };
     let options = crate::options()?
         .create_if_missing(false)
-        .flush_interval(Duration::from_secs(1))
+        .flush_interval(args.flush_interval)
         .refresh_interval(args.refresh_interval);
     let store = crate::open(ctx, options)?;
     // Every scope of the table is checked by the core's own rule once, here: a bad one is a
