@@ -78,10 +78,22 @@ impl TestStore {
 
     /// The same key with another secret and a correct checksum: well-formed, but wrong.
     pub fn wrong_secret(&self, key: &str) -> String {
+        altered(key, 12 + 20)
+    }
+
+    /// A well-formed key with an id no store has.
+    pub fn unknown_id(&self, key: &str) -> String {
+        altered(key, 5)
+    }
+}
+
+/// `key` with the character `at` places into its body changed and the checksum fixed.
+fn altered(key: &str, at: usize) -> String {
+    {
         const B62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
         let body_at = key.len() - 61;
         let mut bytes = key.as_bytes()[..key.len() - 6].to_vec();
-        let i = body_at + 12 + 20;
+        let i = body_at + at;
         bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
         let mut crc = crc32fast::hash(&bytes);
         let mut sum = [b'0'; 6];
