@@ -4,7 +4,9 @@
 #      of an HTTP round trip here);
 #   2. nginx with auth_request to keystead serve, proxying to a static nginx upstream   vs
 #      the same nginx proxying without auth (the overhead per request).
-# Each pair is measured alternately, ROUNDS times, and reported as medians and ratios.
+#   3. keystead serve verifying inline (a file store) vs on tokio's blocking pool (as for
+#      PostgreSQL), on the same file store.
+# Each target is measured in turn, ROUNDS times, and reported as medians and ratios.
 #
 #   benches/gateway/run.sh [--duration 10] [--connections 32] [--rounds 3]
 #
@@ -46,6 +48,12 @@ key=$("$bin" create --name bench --scope chat:write 2>/dev/null)
 pids+=($!)
 for _ in $(seq 200); do [ -s "$tmp/serve.out" ] && break; sleep 0.05; done
 ks=$(sed -n 's/^listening on //p' "$tmp/serve.out")
+# The same store, each check on tokio's blocking pool (what a PostgreSQL store does): the cost
+# of spawn_blocking per check.
+"$bin" serve --listen 127.0.0.1:0 --blocking-verify >"$tmp/serve2.out" 2>"$tmp/serve2.err" &
+pids+=($!)
+for _ in $(seq 200); do [ -s "$tmp/serve2.out" ] && break; sleep 0.05; done
+ks_blocking=$(sed -n 's/^listening on //p' "$tmp/serve2.out")
 
 static=$(free_port) upstream=$(free_port) plain=$(free_port) authed=$(free_port)
 cat >"$tmp/nginx.conf" <<CONF
@@ -98,6 +106,7 @@ check() { # url expected-status
     [ "$got" = "$2" ] || { echo "$1 answered $got, not $2" >&2; exit 1; }
 }
 check "http://$ks/check" 204
+check "http://$ks_blocking/check" 204
 check "http://127.0.0.1:$static/" 204
 check "http://127.0.0.1:$plain/" 200
 check "http://127.0.0.1:$authed/" 200
@@ -122,18 +131,21 @@ for r in $(seq "$rounds"); do
     echo "round $r" >&2
     all[serve]+="$(run "keystead serve /check" "http://$ks/check") "
     all[static]+="$(run "nginx return 204" "http://127.0.0.1:$static/") "
+    all[blocking]+="$(run "keystead serve /check, spawn_blocking" "http://$ks_blocking/check") "
     all[plain]+="$(run "nginx proxy, no auth" "http://127.0.0.1:$plain/") "
     all[authed]+="$(run "nginx auth_request + proxy" "http://127.0.0.1:$authed/") "
 done
 m() { tr ' ' '\n' <<<"${all[$1]}" | grep . | median; }
-serve=$(m serve) static=$(m static) plain=$(m plain) authed=$(m authed)
+serve=$(m serve) static=$(m static) plain=$(m plain) authed=$(m authed) blocking=$(m blocking)
 echo
 echo "median req/s over $rounds rounds:"
 printf '  keystead serve /check        %10.0f\n' "$serve"
 printf '  nginx return 204             %10.0f\n' "$static"
+printf '  keystead serve, spawn_blocking %8.0f\n' "$blocking"
 printf '  nginx proxy, no auth         %10.0f\n' "$plain"
 printf '  nginx auth_request + proxy   %10.0f\n' "$authed"
-awk -v s="$serve" -v t="$static" -v p="$plain" -v a="$authed" 'BEGIN {
+awk -v s="$serve" -v t="$static" -v p="$plain" -v a="$authed" -v b="$blocking" 'BEGIN {
     printf "keystead serve / nginx 204: %.2fx (target >= 0.5x)\n", s / t
+    printf "spawn_blocking / inline verify: %.2fx\n", b / s
     printf "auth_request / plain proxy: %.2fx; overhead %.1f us per request (1/a - 1/p, at this concurrency)\n", a / p, (1 / a - 1 / p) * 1e6
 }'
