@@ -67,8 +67,8 @@ impl Metrics {
         self.connections_refused.fetch_add(1, Relaxed);
     }
 
-    /// The whole exposition.
-    pub fn render(&self) -> String {
+    /// The whole exposition: the server's series, then the store's.
+    pub fn render(&self, store: &keystead::KeyStore) -> String {
         let mut out = String::with_capacity(4096);
         let _ = writeln!(
             out,
@@ -139,7 +139,9 @@ impl Metrics {
         // ---- the store's own counters (KeyStore::stats(), issue 18) ----
         // The core's stats snapshot (outcomes, cache hits and misses, refreshes, flush
         // failures, last refresh age) is rendered here, after the server's own series, once
-        // that API is in the core.
+        // that API is in the core: `let stats = store.stats();` and one `# HELP`/`# TYPE`
+        // block per counter, named `keystead_store_*`.
+        let _ = store;
         out
     }
 }
@@ -150,12 +152,13 @@ mod tests {
 
     #[test]
     fn buckets_are_cumulative_and_count_matches() {
+        let store = keystead::KeyStore::open("memory:", keystead::Options::new()).unwrap();
         let m = Metrics::default();
         m.observe(204, Some("valid"), Duration::from_micros(30));
         m.observe(401, Some("not_found"), Duration::from_millis(3));
         m.observe(503, None, Duration::from_secs(5));
         m.observe(418, None, Duration::ZERO);
-        let text = m.render();
+        let text = m.render(&store);
         for line in [
             "keystead_check_requests_total{status=\"204\"} 1",
             "keystead_check_requests_total{status=\"other\"} 1",

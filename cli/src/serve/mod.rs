@@ -149,18 +149,21 @@ pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<u8, Failure> {
         Some(path) => ScopeTable::load(path).map_err(Failure::usage)?,
         None => ScopeTable::default(),
     };
+    // Every scope of the table is checked by the core's own rule (a key's scopes), here: a
+    // bad one is a configuration error at start, not a 500 on the first request needing it.
+    for scope in table.all_scopes() {
+        if let Err(e) = keystead::NewKey::new("scopes-file")
+            .scopes([scope])
+            .validate()
+        {
+            return Err(Failure::from(e).context("the scopes file names a scope no key can have"));
+        }
+    }
     let options = crate::options()?
         .create_if_missing(false)
         .flush_interval(args.flush_interval)
         .refresh_interval(args.refresh_interval);
     let store = crate::open(ctx, options)?;
-    // Every scope of the table is checked by the core's own rule once, here: a bad one is a
-    // configuration error at start, not a 500 on the first request that needs it.
-    for scope in table.all_scopes() {
-        if let Err(e) = store.verify("", &[scope]) {
-            return Err(Failure::from(e).context("the scopes file names a scope no key can have"));
-        }
-    }
     let state = Arc::new(State {
         store,
         table,
@@ -181,13 +184,13 @@ pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<u8, Failure> {
     // Connections still open after the drain are cut here; their handlers hold the store.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result?;
-    let state = Arc::try_unwrap(state).map_err(|_| {
-        Failure::operational("the server stopped but a request still holds the store")
-    })?;
-    state
-        .store
-        .close()
-        .map_err(|e| Failure::from(e).context("cannot write the last usage counts"))?;
+    match Arc::try_unwrap(state) {
+        Ok(state) => state.store.close(),
+        // A check still running on the blocking pool (a database that does not answer) holds
+        // the store: write what is counted; the store closes when that check ends.
+        Err(state) => state.store.flush(),
+    }
+    .map_err(|e| Failure::from(e).context("cannot write the last usage counts"))?;
     eprintln!("keystead serve: stopped; usage written");
     Ok(EXIT_OK)
 }
@@ -376,7 +379,8 @@ async fn handle(state: &Arc<State>, req: &Request<Incoming>) -> Response<Body> {
         if path == "/healthz" {
             return respond(StatusCode::OK, "ok\n");
         }
-        let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
+        let mut response =
+            Response::new(Full::new(Bytes::from(state.metrics.render(&state.store))));
         response.headers_mut().insert(
             hyper::header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
