@@ -524,3 +524,30 @@ fn a_revoke_elsewhere_is_seen_within_the_refresh_interval() {
     assert_eq!(r.status, 401);
     assert_eq!(r.header("x-keystead-outcome"), Some("revoked"));
 }
+
+#[test]
+fn after_sigterm_an_idle_connection_is_closed_and_no_new_one_is_accepted() {
+    let store = TestStore::new();
+    let (key, _) = store.create("svc", &[]);
+    // A long header timeout: only the shutdown can close the idle connection below quickly.
+    let server = Server::start(&store, &["--header-timeout", "300s"]);
+    let addr = server.addr.clone();
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.write_all(
+        format!("GET /check HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut first = [0u8; 12];
+    idle.set_read_timeout(Some(GUARD)).unwrap();
+    idle.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 204");
+    let (code, _, stderr) = server.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    // The kept-alive connection was closed by the shutdown, not left to the 300 s timeout.
+    let mut rest = Vec::new();
+    assert!(idle.read_to_end(&mut rest).is_ok());
+    assert!(
+        TcpStream::connect(&addr).is_err(),
+        "still accepting after shutdown"
+    );
+}
