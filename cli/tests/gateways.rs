@@ -285,6 +285,11 @@ struct Keys {
 }
 
 fn setup() -> (TestStore, Keys, Server, Proc, String) {
+    setup_at(None, &[])
+}
+
+/// `listen`: where keystead listens (`None`: a free loopback port).
+fn setup_at(listen: Option<&str>, extra: &[&str]) -> (TestStore, Keys, Server, Proc, String) {
     let store = TestStore::new();
     // Made before the server starts: a key made elsewhere is seen within the refresh interval.
     let (key, id) = store.create("Prüfung ✓ gateway", &["chat:write"]);
@@ -292,7 +297,12 @@ fn setup() -> (TestStore, Keys, Server, Proc, String) {
     let keys = Keys { key, id, plain };
     let scopes = store.dir.path().join("scopes.txt");
     std::fs::write(&scopes, SCOPES).unwrap();
-    let server = Server::start(&store, &["--scopes-file", scopes.to_str().unwrap()]);
+    let mut args = vec!["--scopes-file", scopes.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let server = match listen {
+        Some(listen) => Server::start_at(&store, listen, &args),
+        None => Server::start(&store, &args),
+    };
     let (up, up_addr) = upstream();
     (store, keys, server, up, up_addr)
 }
@@ -301,6 +311,23 @@ fn setup() -> (TestStore, Keys, Server, Proc, String) {
 #[ignore = "needs nginx: run scripts/test-gateways.sh"]
 fn nginx_auth_request_end_to_end() {
     let (store, keys, server, _up, up_addr) = setup();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_nginx, front) = start_nginx(tmp.path(), &server.addr, &up_addr);
+    check_end_to_end(&store, &keys, &front, 500);
+}
+
+/// nginx reaching keystead over a unix socket (`server unix:/PATH;`, the note in the docs).
+#[test]
+#[ignore = "needs nginx: run scripts/test-gateways.sh"]
+fn nginx_auth_request_over_a_unix_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    // nginx's workers run as another user (`nobody` under a root master): they need to reach
+    // the directory and write to the socket.
+    let sock_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(sock_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = format!("unix:{}", sock_dir.path().join("keystead.sock").display());
+    let (store, keys, server, _up, up_addr) = setup_at(Some(&sock), &["--socket-mode", "666"]);
+    assert_eq!(server.addr, sock);
     let tmp = tempfile::tempdir().unwrap();
     let (_nginx, front) = start_nginx(tmp.path(), &server.addr, &up_addr);
     check_end_to_end(&store, &keys, &front, 500);

@@ -448,8 +448,18 @@ fn a_unix_socket_serves_checks_and_is_removed_at_shutdown() {
     let store = TestStore::new();
     let (key, id) = store.create("svc", &[]);
     let sock = store.dir.path().join("ks.sock");
-    let server = Server::start_at(&store, &format!("unix:{}", sock.display()), &[]);
+    let server = Server::start_at(
+        &store,
+        &format!("unix:{}", sock.display()),
+        &["--socket-mode", "640"],
+    );
     assert_eq!(server.addr, format!("unix:{}", sock.display()));
+    {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let meta = std::fs::metadata(&sock).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+    }
     let mut s = UnixStream::connect(&sock).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.write_all(

@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// Where to listen: HOST:PORT (port 0 picks a free one) or unix:/PATH
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8787")]
     listen: String,
+    /// The unix socket's permissions, in octal (e.g. 660 for the socket's group; a gateway
+    /// worker needs write permission to connect) [default: from the umask]
+    #[arg(long, value_name = "OCTAL", value_parser = socket_mode)]
+    socket_mode: Option<u32>,
     /// Allow a TCP address that is not loopback (anyone who reaches it can test keys)
     #[arg(long)]
     allow_remote: bool,
@@ -89,21 +93,40 @@ fn short_duration(text: &str) -> Result<Duration, String> {
     crate::duration::parse_duration(text)
 }
 
+fn socket_mode(text: &str) -> Result<u32, String> {
+    match u32::from_str_radix(text, 8) {
+        Ok(mode) if mode <= 0o777 && !text.is_empty() => Ok(mode),
+        _ => Err(format!(
+            "`{}` is not an octal mode from 0 to 777, e.g. 660",
+            text.escape_debug()
+        )),
+    }
+}
+
 /// Where the server listens.
 enum Listen {
     Tcp(Vec<SocketAddr>),
-    Unix(PathBuf),
+    Unix(PathBuf, Option<u32>),
 }
 
 /// Parses `--listen` and refuses a non-loopback address without `--allow-remote`.
-fn listen_address(text: &str, allow_remote: bool) -> Result<Listen, Failure> {
+fn listen_address(
+    text: &str,
+    allow_remote: bool,
+    socket_mode: Option<u32>,
+) -> Result<Listen, Failure> {
     if let Some(path) = text.strip_prefix("unix:") {
         if path.is_empty() {
             return Err(Failure::usage(
                 "--listen unix: needs a path, e.g. unix:/run/keystead.sock",
             ));
         }
-        return Ok(Listen::Unix(PathBuf::from(path)));
+        return Ok(Listen::Unix(PathBuf::from(path), socket_mode));
+    }
+    if socket_mode.is_some() {
+        return Err(Failure::usage(
+            "--socket-mode is for --listen unix:/PATH only",
+        ));
     }
     let addrs: Vec<SocketAddr> = text
         .to_socket_addrs()
@@ -144,7 +167,7 @@ struct State {
 }
 
 pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<u8, Failure> {
-    let listen = listen_address(&args.listen, args.allow_remote)?;
+    let listen = listen_address(&args.listen, args.allow_remote, args.socket_mode)?;
     let table = match &args.scopes_file {
         Some(path) => ScopeTable::load(path).map_err(Failure::usage)?,
         None => ScopeTable::default(),
@@ -213,7 +236,7 @@ async fn bind(listen: Listen) -> Result<Listener, Failure> {
                 .map_err(|e| Failure::operational(format!("cannot listen on {}: {e}", addrs[0])))?;
             Ok(Listener::Tcp(listener))
         }
-        Listen::Unix(path) => {
+        Listen::Unix(path, mode) => {
             let listener = UnixListener::bind(&path).map_err(|e| {
                 let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
                     " (remove the file if no server is using it)"
@@ -225,6 +248,18 @@ async fn bind(listen: Listen) -> Result<Listener, Failure> {
                     path.display()
                 ))
             })?;
+            if let Some(mode) = mode {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(
+                    |e| {
+                        let _ = std::fs::remove_file(&path);
+                        Failure::operational(format!(
+                            "cannot set the mode of unix:{}: {e}",
+                            path.display()
+                        ))
+                    },
+                )?;
+            }
             Ok(Listener::Unix(listener, path))
         }
     }
@@ -568,15 +603,18 @@ mod tests {
 
     #[test]
     fn only_loopback_without_allow_remote() {
-        assert!(listen_address("127.0.0.1:0", false).is_ok());
-        assert!(listen_address("[::1]:0", false).is_ok());
-        assert!(listen_address("unix:/tmp/x.sock", false).is_ok());
-        let e = listen_address("0.0.0.0:8080", false).err().unwrap();
+        assert!(listen_address("127.0.0.1:0", false, None).is_ok());
+        assert!(listen_address("[::1]:0", false, None).is_ok());
+        assert!(listen_address("unix:/tmp/x.sock", false, Some(0o660)).is_ok());
+        assert!(listen_address("127.0.0.1:0", false, Some(0o660)).is_err());
+        let e = listen_address("0.0.0.0:8080", false, None).err().unwrap();
         assert_eq!(e.code, crate::error::EXIT_USAGE);
         assert!(e.message.contains("--allow-remote"), "{}", e.message);
-        assert!(listen_address("0.0.0.0:8080", true).is_ok());
-        assert!(listen_address("nonsense", false).is_err());
-        assert!(listen_address("unix:", false).is_err());
+        assert!(listen_address("0.0.0.0:8080", true, None).is_ok());
+        assert!(listen_address("nonsense", false, None).is_err());
+        assert!(listen_address("unix:", false, None).is_err());
+        assert_eq!(socket_mode("660"), Ok(0o660));
+        assert!(socket_mode("888").is_err() && socket_mode("1777").is_err());
     }
 
     #[test]
