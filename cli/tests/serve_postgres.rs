@@ -21,6 +21,8 @@ use serve_support::*;
 struct Relay {
     addr: String,
     stop: Arc<AtomicBool>,
+    /// While set, nothing is forwarded: the database seems to hang.
+    frozen: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
 }
 
@@ -30,8 +32,9 @@ impl Relay {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
+        let frozen = Arc::new(AtomicBool::new(false));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (stop2, open2) = (Arc::clone(&stop), Arc::clone(&open));
+        let (stop2, open2, frozen2) = (Arc::clone(&stop), Arc::clone(&open), Arc::clone(&frozen));
         thread::spawn(move || {
             while !stop2.load(Ordering::SeqCst) {
                 let Ok((client, _)) = listener.accept() else {
@@ -49,12 +52,21 @@ impl Relay {
                 }
                 open.push(client.try_clone().unwrap());
                 open.push(server.try_clone().unwrap());
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pipe(server, client);
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    Arc::clone(&frozen2),
+                );
+                pipe(server, client, Arc::clone(&frozen2));
             }
             // Dropping the listener refuses every later connection.
         });
-        Relay { addr, stop, open }
+        Relay {
+            addr,
+            stop,
+            frozen,
+            open,
+        }
     }
 
     /// Stops accepting and closes every relayed connection.
@@ -67,13 +79,20 @@ impl Relay {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, frozen: Arc<AtomicBool>) {
     thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         loop {
+            while frozen.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(20));
+            }
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    // Read before the freeze, held until it ends.
+                    while frozen.load(Ordering::SeqCst) {
+                        thread::sleep(Duration::from_millis(20));
+                    }
                     if to.write_all(&buf[..n]).is_err() {
                         break;
                     }
@@ -85,14 +104,14 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 }
 
 /// A fresh schema in the test database: (the direct URL, the relayed URL, the relay).
-fn locations() -> (String, String, Relay) {
+fn locations(test: &str) -> (String, String, Relay) {
     let url = std::env::var("KEYSTEAD_TEST_PG_URL").unwrap_or_else(|_| {
         panic!(
             "KEYSTEAD_TEST_PG_URL is not set: run through scripts/test-postgres.sh (the \
              README's test command does)"
         )
     });
-    let schema = format!("ks_serve_{}", std::process::id());
+    let schema = format!("ks_serve_{test}_{}", std::process::id());
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     client
         .batch_execute(&format!("CREATE SCHEMA {schema}"))
@@ -111,7 +130,7 @@ fn locations() -> (String, String, Relay) {
 
 #[test]
 fn serve_checks_keys_on_postgres_and_answers_503_when_it_is_gone() {
-    let (direct, relayed, relay) = locations();
+    let (direct, relayed, relay) = locations("gone");
     let admin = TestStore::at(direct);
     let (key, id) = admin.create("pg key ✓", &["chat:write"]);
     let (other, other_id) = admin.create("other", &[]);
@@ -160,4 +179,28 @@ fn serve_checks_keys_on_postgres_and_answers_503_when_it_is_gone() {
         ),
         "{metrics}"
     );
+}
+
+#[test]
+fn a_check_that_waits_on_a_hung_database_is_answered_503_at_the_request_timeout() {
+    let (direct, relayed, relay) = locations("hung");
+    let admin = TestStore::at(direct);
+    let (key, _) = admin.create("k", &[]);
+    let served = TestStore::at(relayed);
+    let server = Server::start(&served, &["--request-timeout", "1s"]);
+    let r = server.get("/check", &[("Authorization", &format!("Bearer {key}"))]);
+    assert_eq!(r.status, 204, "{r:?}");
+
+    // The database stops answering (connections stay open): a miss waits on it, and the
+    // server answers at --request-timeout instead of holding the client (the hang guard is
+    // the client's 60 s read timeout).
+    relay.frozen.store(true, Ordering::SeqCst);
+    let unknown = served.unknown_id(&key);
+    let r = server.get("/check", &[("Authorization", &format!("Bearer {unknown}"))]);
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.body.contains("timed out"), "{r:?}");
+    // Meanwhile the server answers others (the wait is on the blocking pool).
+    assert_eq!(server.get("/healthz", &[]).status, 200);
+    relay.frozen.store(false, Ordering::SeqCst);
 }
