@@ -7,6 +7,7 @@ mod duration;
 mod error;
 mod import;
 mod output;
+mod serve;
 mod timefmt;
 mod usage;
 
@@ -175,6 +176,8 @@ enum Command {
     Stats,
     /// Check the store: the storage engine's integrity check and every key record (exit 3 on damage)
     Check,
+    /// Answer key checks over HTTP for gateways (nginx, Caddy, Envoy, Traefik); docs/gateways.md
+    Serve(serve::ServeArgs),
     /// Peppers (the secret mixed into every hash)
     Pepper {
         #[command(subcommand)]
@@ -393,6 +396,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Check => check(&ctx),
         Command::Stats => stats(&ctx),
         Command::Import { file } => import::import(&ctx, &file),
+        Command::Serve(args) => serve::serve(&ctx, args),
         Command::Pepper {
             command: PepperCommand::Generate,
         } => pepper_generate(&ctx),

@@ -1,0 +1,279 @@
+//! What a check requires: the per-path scope table (`--scopes-file`), the forwarded method and
+//! URI a gateway sends, and the encoding of the key's name in a response header.
+
+use std::fmt;
+use std::path::Path;
+
+/// One line of the scopes file: requests whose method is `method` (`None`: any) and whose
+/// path is `prefix` or below it need every scope in `scopes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rule {
+    method: Option<String>,
+    prefix: String,
+    scopes: Vec<String>,
+}
+
+/// The per-path table: the most specific rule (longest prefix, then a method rule before a
+/// `*` one) that matches a request decides its scopes; a request no rule matches needs a valid
+/// key and no scope.
+#[derive(Debug, Clone, Default)]
+pub struct ScopeTable {
+    rules: Vec<Rule>,
+}
+
+/// A line of the scopes file that cannot be read, with its number.
+#[derive(Debug)]
+pub struct TableError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for TableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl ScopeTable {
+    /// Reads the table from a file (see [`ScopeTable::parse`]).
+    pub fn load(path: &Path) -> Result<ScopeTable, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the scopes file {}: {e}", path.display()))?;
+        ScopeTable::parse(&text)
+            .map_err(|e| format!("the scopes file {} is not valid: {e}", path.display()))
+    }
+
+    /// One rule a line: `METHOD PATH-PREFIX [SCOPE...]`, fields separated by spaces or tabs;
+    /// METHOD is an HTTP method or `*` for any; PATH-PREFIX starts with `/` and matches itself
+    /// and every path below it (whole segments: `/v1/chat` matches `/v1/chat/x`, not
+    /// `/v1/chatx`); no scope means a valid key is enough. Blank lines and lines starting
+    /// with `#` are ignored. The same method and prefix twice is an error.
+    pub fn parse(text: &str) -> Result<ScopeTable, TableError> {
+        let mut rules: Vec<Rule> = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line_no = n + 1;
+            let err = |message: String| TableError {
+                line: line_no,
+                message,
+            };
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut fields = line.split_ascii_whitespace();
+            let (Some(method), Some(prefix)) = (fields.next(), fields.next()) else {
+                return Err(err(
+                    "expected `METHOD PATH-PREFIX [SCOPE...]`, e.g. `POST /v1/chat chat:write`"
+                        .to_owned(),
+                ));
+            };
+            let method = if method == "*" {
+                None
+            } else if !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphabetic()) {
+                Some(method.to_ascii_uppercase())
+            } else {
+                return Err(err(format!(
+                    "`{}` is not an HTTP method or `*`",
+                    method.escape_debug()
+                )));
+            };
+            let prefix = match normalize_path(prefix) {
+                Ok(p) => p,
+                Err(why) => {
+                    return Err(err(format!(
+                        "the path prefix `{}` {why}",
+                        prefix.escape_debug()
+                    )))
+                }
+            };
+            let scopes: Vec<String> = fields.map(str::to_owned).collect();
+            if rules
+                .iter()
+                .any(|r| r.method == method && r.prefix == prefix)
+            {
+                return Err(err(format!(
+                    "a rule for {} {prefix} is given twice",
+                    method.as_deref().unwrap_or("*")
+                )));
+            }
+            rules.push(Rule {
+                method,
+                prefix,
+                scopes,
+            });
+        }
+        Ok(ScopeTable { rules })
+    }
+
+    /// Whether the table has no rule (then no forwarded path is read at all).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Every scope the table names, to check them once at start.
+    pub fn all_scopes(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .flat_map(|r| r.scopes.iter().map(String::as_str))
+    }
+
+    /// The scopes a request needs; `path` has gone through [`normalize_path`].
+    pub fn lookup(&self, method: &str, path: &str) -> &[String] {
+        let mut best: Option<&Rule> = None;
+        for rule in &self.rules {
+            if let Some(m) = &rule.method {
+                if !m.eq_ignore_ascii_case(method) {
+                    continue;
+                }
+            }
+            if !prefix_matches(&rule.prefix, path) {
+                continue;
+            }
+            let better = match best {
+                None => true,
+                Some(b) => {
+                    rule.prefix.len() > b.prefix.len()
+                        || (rule.prefix.len() == b.prefix.len()
+                            && rule.method.is_some()
+                            && b.method.is_none())
+                }
+            };
+            if better {
+                best = Some(rule);
+            }
+        }
+        best.map_or(&[], |r| &r.scopes)
+    }
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
+        None => false,
+    }
+}
+
+/// The path of a request URI as the table sees it: the query and fragment cut off,
+/// percent-escapes decoded, repeated slashes collapsed. Refused (so that no spelling of a path
+/// escapes the rule written for it): a path that does not start with `/`, bad or NUL
+/// escapes, text that is not UTF-8, control characters, and `.` or `..` segments (a gateway
+/// that normalizes would not forward them; one that does not would route them elsewhere).
+pub fn normalize_path(uri: &str) -> Result<String, &'static str> {
+    let path = uri.split(['?', '#']).next().unwrap_or("");
+    if !path.starts_with('/') {
+        return Err("does not start with `/`");
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = |b: u8| (b as char).to_digit(16);
+            let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err("has a bad percent-escape");
+            };
+            decoded.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let text = String::from_utf8(decoded).map_err(|_| "is not UTF-8 once decoded")?;
+    if text.chars().any(char::is_control) {
+        return Err("has a control character");
+    }
+    let mut out = String::with_capacity(text.len());
+    for segment in text.split('/').filter(|s| !s.is_empty()) {
+        if segment == "." || segment == ".." {
+            return Err("has a `.` or `..` segment");
+        }
+        out.push('/');
+        out.push_str(segment);
+    }
+    if out.is_empty() || (text.ends_with('/') && text.len() > 1) {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+/// A key's name as the `X-Keystead-Key-Name` header value: its UTF-8 bytes percent-encoded
+/// (RFC 3986), every byte except the unreserved `A-Z a-z 0-9 - . _ ~` written as `%XX`, so
+/// the value is plain ASCII whatever the name holds and decodes with any URL decoder
+/// (`urllib.parse.unquote`, `decodeURIComponent`, `url.PathUnescape`).
+pub fn encode_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_prefix_decides_and_a_method_rule_beats_star() {
+        let table = ScopeTable::parse(
+            "# comment\n\n* / base\n* /v1/chat chat:read\nPOST /v1/chat chat:write\n\
+             get /v1/open\n",
+        )
+        .unwrap();
+        assert_eq!(table.lookup("POST", "/v1/chat/completions"), ["chat:write"]);
+        assert_eq!(table.lookup("GET", "/v1/chat"), ["chat:read"]);
+        assert_eq!(table.lookup("GET", "/v1/chatx"), ["base"]);
+        assert!(table.lookup("GET", "/v1/open/x").is_empty());
+        assert_eq!(table.lookup("POST", "/v1/open"), ["base"]);
+        assert!(ScopeTable::default().lookup("GET", "/x").is_empty());
+    }
+
+    #[test]
+    fn bad_lines_are_refused_with_their_number() {
+        for (text, line) in [
+            ("* /a x\nPOST\n", 2),
+            ("P0ST /a x\n", 1),
+            ("* a x\n", 1),
+            ("* /a x\n* //a y\n", 2),
+            ("* /a/../b x\n", 1),
+        ] {
+            let e = ScopeTable::parse(text).unwrap_err();
+            assert_eq!(e.line, line, "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn paths_are_normalized_or_refused() {
+        assert_eq!(normalize_path("/v1//chat?x=1").unwrap(), "/v1/chat");
+        assert_eq!(normalize_path("/v1/%63hat/").unwrap(), "/v1/chat/");
+        assert_eq!(normalize_path("/").unwrap(), "/");
+        for bad in [
+            "v1",
+            "/a/../b",
+            "/a/%2e%2e/b",
+            "/%zz",
+            "/%00",
+            "/%ff",
+            "/a/./b",
+        ] {
+            assert!(normalize_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_percent_encoded_ascii() {
+        assert_eq!(encode_name("dev-server_1.x~"), "dev-server_1.x~");
+        assert_eq!(encode_name("Prüfung ✓"), "Pr%C3%BCfung%20%E2%9C%93");
+        assert_eq!(encode_name("a%b\r\n"), "a%25b%0D%0A");
+    }
+}
