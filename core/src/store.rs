@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -34,7 +34,7 @@ use crate::verify::{Outcome, Verification};
 
 use self::admin::{new_record, refuse_if_revoked};
 use self::cache::RecordCache;
-use self::flusher::{spawn_flusher, Flusher};
+use self::flusher::spawn_flusher;
 pub use self::options::Options;
 use self::schema::{
     check_store, migrate_records, Location, StoreCheck, META_CREATED_AT, META_PEPPER_CHECK,
@@ -122,7 +122,6 @@ pub fn display_location(location: &str) -> String {
 /// ```
 pub struct KeyStore {
     inner: Arc<Inner>,
-    flusher: Option<Flusher>,
 }
 
 impl fmt::Debug for KeyStore {
@@ -262,6 +261,9 @@ impl KeyStore {
             local_epoch: AtomicU64::new(0),
             usage: UsageBuffer::new(),
             dummy_head,
+            flusher: Mutex::new(None),
+            flush_interval: options.flush_interval,
+            this: OnceLock::new(),
         };
         let view = inner.new_view(
             taken_ms,
@@ -272,10 +274,12 @@ impl KeyStore {
         );
         inner.view = ArcSwap::from_pointee(view);
         let inner = Arc::new(inner);
-        let flusher = (!options.flush_interval.is_zero())
-            .then(|| spawn_flusher(Arc::downgrade(&inner), options.flush_interval))
-            .transpose()?;
-        Ok(KeyStore { inner, flusher })
+        let _ = inner.this.set(Arc::downgrade(&inner));
+        if !options.flush_interval.is_zero() {
+            let flusher = spawn_flusher(Arc::downgrade(&inner), options.flush_interval)?;
+            *inner.flusher.lock().unwrap_or_else(|p| p.into_inner()) = Some(flusher);
+        }
+        Ok(KeyStore { inner })
     }
 
     /// Runs the storage engine's full integrity check on a store file. It opens a handle of its
@@ -801,14 +805,50 @@ impl KeyStore {
         self.inner.flush()
     }
 
+    /// Makes a handle inherited through `fork` this process's own; call it in the child right
+    /// after the fork, before the child verifies (the Python binding does it for every open
+    /// store through `os.register_at_fork`).
+    ///
+    /// The child drops the usage counted before the fork (the parent writes those counts; the
+    /// child would count them twice) and starts its own usage flusher: a child has only the
+    /// thread that forked, not the parent's flusher. Without this call a child still works —
+    /// the missing flusher is noticed and restarted at the next refresh, and `close` and drop
+    /// never wait for the parent's thread — but usage pending at the fork may be written by both.
+    ///
+    /// Opening stores after the fork is simpler and safer still: a fork taken while another
+    /// thread of the parent held one of the handle's locks leaves that lock held in the child.
+    ///
+    /// # Example
+    /// ```
+    /// use keystead::{KeyStore, Options};
+    /// let store = KeyStore::open("memory:", Options::new())?;
+    /// // in the child process, right after fork():
+    /// store.after_fork();
+    /// # Ok::<(), keystead::Error>(())
+    /// ```
+    pub fn after_fork(&self) {
+        let inherited = self
+            .inner
+            .flusher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|f| !f.is_ours());
+        if inherited {
+            drop(self.inner.usage.take());
+            self.inner.restart_flusher_after_fork();
+        }
+    }
+
     fn stop_flusher(&mut self) {
-        if let Some(mut flusher) = self.flusher.take() {
-            let (lock, signal) = &*flusher.stop;
-            *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
-            signal.notify_all();
-            if let Some(thread) = flusher.thread.take() {
-                let _ = thread.join();
-            }
+        let flusher = self
+            .inner
+            .flusher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(flusher) = flusher {
+            flusher.stop();
         }
     }
 }

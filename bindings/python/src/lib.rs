@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use keystead::{
@@ -701,9 +701,32 @@ fn new_key_from_mapping(item: &Bound<'_, PyAny>, index: usize) -> PyResult<NewKe
 #[pyclass(frozen, name = "KeyStore", module = "keystead")]
 struct PyKeyStore {
     /// `None` once closed. Calls hold the read lock (so they run concurrently); `close` takes
-    /// the write lock, so it waits for calls in flight.
-    store: RwLock<Option<keystead::KeyStore>>,
+    /// the write lock, so it waits for calls in flight. Shared with `OPEN_STORES`.
+    store: Arc<StoreSlot>,
     prefix: String,
+}
+
+type StoreSlot = RwLock<Option<keystead::KeyStore>>;
+
+/// Every store opened in this process, for `_after_fork`. Only touched with the GIL held (at
+/// open and in the at-fork hook), so no other thread holds it when the interpreter forks.
+static OPEN_STORES: Mutex<Vec<Weak<StoreSlot>>> = Mutex::new(Vec::new());
+
+/// Run in the child after `os.fork()` (registered with `os.register_at_fork` by the package):
+/// makes each open store the child's own (`KeyStore::after_fork` — the child's usage flusher,
+/// and no double counting of the usage the parent had pending). A store whose lock a thread of
+/// the parent held at the fork is left alone (its flusher is still restarted at its next
+/// refresh).
+#[pyfunction]
+fn _after_fork() {
+    let stores = OPEN_STORES.lock().unwrap_or_else(PoisonError::into_inner);
+    for slot in stores.iter().filter_map(Weak::upgrade) {
+        if let Ok(guard) = slot.try_read() {
+            if let Some(store) = guard.as_ref() {
+                store.after_fork();
+            }
+        }
+    }
 }
 
 impl PyKeyStore {
@@ -775,9 +798,15 @@ impl PyKeyStore {
                 None => keystead::KeyStore::open(&path, options),
             })
             .map_err(to_py_err)?;
+        let prefix = store.prefix().to_owned();
+        let slot = Arc::new(RwLock::new(Some(store)));
+        let mut open = OPEN_STORES.lock().unwrap_or_else(PoisonError::into_inner);
+        open.retain(|weak| weak.strong_count() > 0);
+        open.push(Arc::downgrade(&slot));
+        drop(open);
         Ok(PyKeyStore {
-            prefix: store.prefix().to_owned(),
-            store: RwLock::new(Some(store)),
+            prefix,
+            store: slot,
         })
     }
 
@@ -1048,5 +1077,6 @@ fn keystead_python(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyDailyUsage>()?;
     m.add_class::<PyAuditEntry>()?;
     m.add_function(wrap_pyfunction!(_error_classes, m)?)?;
+    m.add_function(wrap_pyfunction!(_after_fork, m)?)?;
     Ok(())
 }

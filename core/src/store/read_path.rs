@@ -44,6 +44,7 @@ impl Inner {
         {
             return Ok(current);
         }
+        self.restart_flusher_after_fork();
         let changes = match self.backend.changes_since(Some(current.generation)) {
             Ok(changes) => changes,
             Err(e) if e.kind() == ErrorKind::Unavailable => {

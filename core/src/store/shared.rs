@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::cache::RecordCache;
+use super::flusher::Flusher;
 use crate::backend::{Backend, KeyRow, Read, Txn, UsageTotal};
 use crate::error::{Error, Result};
 use crate::hash::Hasher;
@@ -73,6 +74,11 @@ pub(super) struct Inner {
     /// unknown id (as a known id's head is) and verified against, so that both failure paths
     /// do the same work.
     pub(super) dummy_head: [u8; HEAD_LEN],
+    /// The usage flusher (flusher.rs), `None` with a zero flush interval or once stopped.
+    pub(super) flusher: Mutex<Option<Flusher>>,
+    pub(super) flush_interval: Duration,
+    /// This handle's own `Weak`, for a flusher started after `fork`.
+    pub(super) this: OnceLock<Weak<Inner>>,
 }
 
 /// An active record without id, salt and hash yet.

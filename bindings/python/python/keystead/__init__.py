@@ -13,6 +13,8 @@ timezone-aware UTC ``datetime`` objects (naive ones are refused with ``InvalidAr
 durations are ``timedelta``, key ids are ``str``. Every store call releases the GIL.
 """
 
+import os as _os
+
 from ._errors import (
     ClosedError,
     InvalidArgument,
@@ -26,6 +28,7 @@ from ._errors import (
     WrongPepperError,
 )
 from ._keystead import (
+    _after_fork,
     AuditEntry,
     CreatedKey,
     DailyUsage,
@@ -34,6 +37,12 @@ from ._keystead import (
     Verification,
     __version__,
 )
+
+# A store open when the process forks (gunicorn --preload, multiprocessing's fork start
+# method) works in the child: the child gets its own usage flusher and does not write the
+# usage the parent had pending a second time (KeyStore::after_fork in the core).
+if hasattr(_os, "register_at_fork"):  # not on Windows, which has no fork
+    _os.register_at_fork(after_in_child=_after_fork)
 
 __all__ = [
     "AuditEntry",

@@ -17,10 +17,14 @@ __all__ = [
     "DailyUsage",
     "AuditEntry",
     "_error_classes",
+    "_after_fork",
 ]
 
 def _error_classes() -> dict[str, type[Exception]]:
     """``{code: exception class}`` for every kind of core error (for the tests)."""
+
+def _after_fork() -> None:
+    """Makes every open store the child's own after ``os.fork()`` (registered by the package)."""
 
 _Status = Literal["active", "disabled", "revoked", "expired"]
 _Code = Literal[
