@@ -139,7 +139,9 @@ function authenticate(req, authorization, config, scopes) {
   }
   if (check.ok) {
     const key = check.key
-    req[STATE] = { config, key, required, scopes: key.scopes }
+    // A copy: what a later check trusts is what core returned, whatever the app does to
+    // req.keystead.scopes.
+    req[STATE] = { config, key, required, scopes: [...key.scopes] }
     return { ok: true, key }
   }
   const headers = {}

@@ -1,9 +1,9 @@
 'use strict'
-// Express (4 and 5) middleware: `app.use(keystead.express({ store, scopes }))` and, per route,
+// Express middleware (tested with Express 5): `app.use(keystead.express({ store, scopes }))` and, per route,
 // `keystead.express.require('scope', ...)`. See lib/common.js for what is decided where.
 const { STATE, authenticate, compileOptions, configError, emit, scopeList } = require('./common')
 
-/** Answers a refusal; Express 4 and 5 both have `res.status`, `res.set` and `res.json`. */
+/** Answers a refusal with `res.status`, `res.set` and `res.json`. */
 function refuse(res, refusal) {
   res.status(refusal.status)
   for (const [name, value] of Object.entries(refusal.headers)) res.set(name, value)

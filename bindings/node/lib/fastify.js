@@ -1,5 +1,5 @@
 'use strict'
-// Fastify (4 and 5) plugin: `fastify.register(keystead.fastify, { store, scopes })` checks
+// Fastify plugin (tested with Fastify 5): `fastify.register(keystead.fastify, { store, scopes })` checks
 // every request of the instance it is registered on (not only of its own encapsulated
 // context, like a plugin wrapped by fastify-plugin), in an `onRequest` hook: before the body
 // is read. Per route, `config: { keystead: { scopes: [...] } }` adds scopes and
@@ -76,6 +76,6 @@ function keysteadFastify(instance, options, done) {
 // Apply to the instance it is registered on, as fastify-plugin does (without depending on it).
 keysteadFastify[Symbol.for('skip-override')] = true
 keysteadFastify[Symbol.for('fastify.display-name')] = 'keystead'
-keysteadFastify[Symbol.for('plugin-meta')] = { name: 'keystead', fastify: '>=4' }
+keysteadFastify[Symbol.for('plugin-meta')] = { name: 'keystead' }
 
 module.exports = keysteadFastify

@@ -41,7 +41,7 @@ export interface KeysteadExpressOptions extends KeysteadOptions {
 /** Fastify logs through `request.log`. */
 export interface KeysteadFastifyOptions extends KeysteadOptions {}
 
-/** An Express (4 or 5) middleware. */
+/** An Express middleware. */
 export type KeysteadRequestHandler = (
   req: IncomingMessage,
   res: ServerResponse,
@@ -71,7 +71,7 @@ export interface KeysteadRouteConfig {
 }
 
 /**
- * The Fastify (4 or 5) plugin, for `fastify.register(keystead.fastify, options)`; it applies
+ * The Fastify plugin, for `fastify.register(keystead.fastify, options)`; it applies
  * to the whole instance it is registered on, like a fastify-plugin plugin.
  */
 export interface KeysteadFastifyPlugin {

@@ -312,6 +312,17 @@ test('express: scopes per route without an app-wide middleware, and the ways to 
   app.post('/chat', auth.require(CHAT), (req, res) => res.json(seen(req.keystead)))
   app.post('/images', auth.require([CHAT], 'images'), (req, res) => res.json(seen(req.keystead)))
   app.post('/orphan', keystead.express.require(CHAT), (req, res) => res.json({}))
+  // What a later check trusts is what core returned, not the app's copy of the key's scopes.
+  app.post(
+    '/tampered',
+    keystead.express({ store }),
+    (req, res, next) => {
+      req.keystead.scopes.push('images')
+      next()
+    },
+    keystead.express.require('images'),
+    (req, res) => res.json({}),
+  )
   app.use((err, req, res, next) => res.status(500).json({ failure: err.code, message: err.message }))
   const server = http.createServer(app).listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -327,6 +338,9 @@ test('express: scopes per route without an app-wide middleware, and the ways to 
   res = await call(base, 'POST', '/images', `Bearer ${keys.good.key}`)
   assert.equal(res.status, 403)
   assert.equal(res.headers.get('www-authenticate'), `Bearer error="insufficient_scope", scope="${CHAT} images"`)
+  res = await call(base, 'POST', '/tampered', `Bearer ${keys.good.key}`)
+  assert.equal(res.status, 403)
+  assert.equal(res.headers.get('www-authenticate'), 'Bearer error="insufficient_scope", scope="images"')
   // keystead.express.require needs a keystead.express middleware before it.
   res = await call(base, 'POST', '/orphan', `Bearer ${keys.good.key}`)
   assert.equal(res.status, 500)
