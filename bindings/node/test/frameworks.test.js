@@ -382,9 +382,10 @@ test('bad options are refused at setup, with KEYSTEAD_INVALID_ARGUMENT', HANG_GU
   await other.close()
 })
 
-test('fastify: the plugin applies to the whole instance, routes of sibling plugins included', HANG_GUARD, async (t) => {
+test('fastify: the plugin applies to the whole instance: earlier routes and sibling plugins too', HANG_GUARD, async (t) => {
   const { store, keys } = makeStore()
   const app = Fastify()
+  app.get('/before', async (request) => ({ name: request.keystead?.name ?? null }))
   await app.register(keystead.fastify, { store })
   await app.register(async (child) => {
     child.get('/child', async (request) => ({ name: request.keystead?.name ?? null }))
@@ -396,7 +397,23 @@ test('fastify: the plugin applies to the whole instance, routes of sibling plugi
   })
   const base = `http://127.0.0.1:${app.server.address().port}`
   assert.equal((await call(base, 'GET', '/child')).status, 401)
+  assert.equal((await call(base, 'GET', '/before')).status, 401, 'a route added before the plugin')
   const res = await call(base, 'GET', '/child', `Bearer ${keys.good.key}`)
   assert.equal(res.status, 200)
   assert.equal(res.body.name, 'dev-server-integration')
+})
+
+test('fastify: an invalid route option added before the plugin loaded fails its requests with 500', HANG_GUARD, async (t) => {
+  const { store, keys } = makeStore()
+  const app = Fastify()
+  app.register(keystead.fastify, { store }) // not awaited: the route below comes first
+  app.get('/bad', { config: { keystead: { scopes: ['no spaces'] } } }, async () => ({}))
+  await app.ready()
+  t.after(async () => {
+    await app.close()
+    store.close()
+  })
+  const res = await app.inject({ url: '/bad', headers: { authorization: `Bearer ${keys.good.key}` } })
+  assert.equal(res.statusCode, 500)
+  assert.equal(res.json().code, 'KEYSTEAD_INVALID_ARGUMENT')
 })
