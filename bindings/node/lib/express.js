@@ -1,5 +1,5 @@
 'use strict'
-// Express middleware (tested with Express 5): `app.use(keystead.express({ store, scopes }))` and, per route,
+// Express middleware (tested with Express 4 and 5): `app.use(keystead.express({ store, scopes }))` and, per route,
 // `keystead.express.require('scope', ...)`. See lib/common.js for what is decided where.
 const { STATE, authenticate, compileOptions, configError, emit, scopeList } = require('./common')
 

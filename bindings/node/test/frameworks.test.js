@@ -8,6 +8,10 @@ const http = require('node:http')
 const { Writable } = require('node:stream')
 
 const Express = require('express')
+// Express 4 too (npm alias express4 -> express@4): still the most deployed major.
+const Express4 = require('express4')
+const EXPRESS = { express: Express, express4: Express4 }
+const FRAMEWORKS = ['express', 'express4', 'fastify']
 const Fastify = require('fastify')
 
 const keystead = require('..')
@@ -41,8 +45,8 @@ function makeStore() {
 // Each protected route answers with the key it got on the request.
 const seen = (key) => ({ id: key.id, name: key.name, scopes: key.scopes })
 
-function expressApp(options) {
-  const app = Express()
+function expressApp(options, make = Express) {
+  const app = make()
   app.get('/healthz', (req, res) => res.json({ ok: true }))
   app.use(keystead.express(options))
   app.post('/v1/chat/completions', (req, res) => res.json(seen(req.keystead)))
@@ -91,8 +95,8 @@ function logSink() {
 
 /** Starts `framework`'s app on 127.0.0.1:0; returns its base URL and a stop function. */
 async function start(framework, options, sink) {
-  if (framework === 'express') {
-    const server = http.createServer(expressApp({ ...options, logger: sink.logger }))
+  if (framework in EXPRESS) {
+    const server = http.createServer(expressApp({ ...options, logger: sink.logger }, EXPRESS[framework]))
     server.listen(0, '127.0.0.1')
     await once(server, 'listening')
     return {
@@ -135,7 +139,7 @@ const CASES = [
   ['no key on a public route', 'GET', '/healthz', () => undefined, 200, null, null],
 ]
 
-for (const framework of ['express', 'fastify']) {
+for (const framework of FRAMEWORKS) {
   test(`${framework}: the shared cases over loopback HTTP`, HANG_GUARD, async (t) => {
     const { store, keys, foreign, secrets } = makeStore()
     const sink = logSink()
@@ -255,7 +259,7 @@ async function unavailableError() {
   throw new Error('opening a PostgreSQL store on a closed port succeeded')
 }
 
-for (const framework of ['express', 'fastify']) {
+for (const framework of FRAMEWORKS) {
   test(`${framework}: an unreachable store is 503 with Retry-After, and the app lives on`, HANG_GUARD, async (t) => {
     const unavailable = await unavailableError()
     assert.equal(unavailable.code, 'KEYSTEAD_UNAVAILABLE')
@@ -271,7 +275,7 @@ for (const framework of ['express', 'fastify']) {
     }
     const sink = logSink()
     // Express with an explicit Retry-After, Fastify with the default (5 s).
-    const retry = framework === 'express' ? { retryAfter: 7 } : {}
+    const retry = framework !== 'fastify' ? { retryAfter: 7 } : {}
     const server = await start(framework, { store: outage, scopes: [CHAT], ...retry }, sink)
     t.after(async () => {
       await server.stop()
@@ -279,7 +283,7 @@ for (const framework of ['express', 'fastify']) {
     })
     const res = await call(server.url, 'POST', '/v1/chat/completions', `Bearer ${keys.good.key}`)
     assert.equal(res.status, 503)
-    assert.equal(res.headers.get('retry-after'), framework === 'express' ? '7' : '5')
+    assert.equal(res.headers.get('retry-after'), framework !== 'fastify' ? '7' : '5')
     assert.equal(res.headers.get('www-authenticate'), null)
     assert.deepEqual(Object.keys(res.body), ['error'])
     assert.equal(res.body.error.code, 'unavailable')
