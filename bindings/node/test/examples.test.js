@@ -9,6 +9,7 @@ const { KeyStore } = require('..')
 const { tempStorePath } = require('./helpers/common')
 const { createServer } = require('../examples/http-server')
 const { createApp } = require('../examples/express-server')
+const fastifyExample = require('../examples/fastify-server')
 
 const BODY = {
   model: 'aignehub/gpt-3.5-turbo',
@@ -16,6 +17,12 @@ const BODY = {
 }
 
 async function listen(handler) {
+  if (typeof handler.then === 'function') {
+    // The Fastify example: an app to start on its own server.
+    const app = await handler
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    return app.server
+  }
   const server = handler instanceof http.Server ? handler : http.createServer(handler)
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -36,6 +43,7 @@ function call(server, authorization) {
 for (const [name, make] of [
   ['node:http', (store) => createServer(store)],
   ['express', (store) => createApp(store)],
+  ['fastify', (store) => fastifyExample.createApp(store)],
 ]) {
   test(`${name} example protects POST /api/v1/chat/completions`, async (t) => {
     const store = KeyStore.open(tempStorePath())
