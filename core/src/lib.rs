@@ -31,6 +31,7 @@ mod key;
 mod model;
 mod padded;
 mod record;
+mod stats;
 mod store;
 mod time;
 mod usage;
@@ -46,6 +47,7 @@ pub use crate::model::{
     MAX_METADATA_TOTAL, MAX_METADATA_VALUE_LEN, MAX_NAME_CHARS, MAX_SCOPES, MAX_SCOPE_LEN,
 };
 pub use crate::record::decode_record_roundtrip;
+pub use crate::stats::Stats;
 pub use crate::store::{display_location, KeyStore, Options, DEFAULT_AUDIT_LIMIT};
 pub use crate::verify::{Outcome, Verification};
 pub use zeroize::Zeroizing;

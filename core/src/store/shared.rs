@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::cache::RecordCache;
+use super::counters::Counters;
 use crate::backend::{Backend, KeyRow, Read, Txn, UsageTotal};
 use crate::error::{Error, Result};
 use crate::hash::Hasher;
@@ -73,6 +74,8 @@ pub(super) struct Inner {
     /// unknown id (as a known id's head is) and verified against, so that both failure paths
     /// do the same work.
     pub(super) dummy_head: [u8; HEAD_LEN],
+    /// What `KeyStore::stats` reports.
+    pub(super) counters: Counters,
 }
 
 /// An active record without id, salt and hash yet.
