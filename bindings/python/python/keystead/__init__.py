@@ -31,9 +31,11 @@ from ._keystead import (
     DailyUsage,
     KeyInfo,
     KeyStore,
+    Stats,
     Verification,
     __version__,
 )
+from ._stats import StatsDict
 
 __all__ = [
     "AuditEntry",
@@ -47,6 +49,8 @@ __all__ = [
     "KeyStore",
     "KeysteadError",
     "PrefixMismatchError",
+    "Stats",
+    "StatsDict",
     "StoreError",
     "UnavailableError",
     "UnsupportedVersionError",
