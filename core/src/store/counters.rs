@@ -1,7 +1,9 @@
 //! A handle's counters (`KeyStore::stats`). The verify path's counters are striped: each
-//! thread adds to one of `STRIPES` copies, each on its own cache line, so verifying threads
-//! do not take turns owning one line; a snapshot sums the stripes. The rarer counters
-//! (refreshes, flushes) share one line of their own.
+//! thread adds to one of `STRIPES` copies, each on cache lines of its own, so verifying
+//! threads do not take turns owning one line; a snapshot sums the stripes. A verify adds one
+//! to one slot: a slot per (outcome or error, lookup) pair, so a call costs one uncontended
+//! atomic addition, and the snapshot derives the outcome and hit / miss totals. The rarer
+//! counters (refreshes, flushes) share one line of their own.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -13,21 +15,21 @@ use crate::stats::{outcome_index, Stats};
 use crate::verify::Verification;
 
 const STRIPES: usize = 16;
-/// Slots of a stripe after the eight outcomes.
+/// Results per lookup kind: the eight outcomes, then errors.
+const RESULTS: usize = 9;
 const ERRORS: usize = 8;
-const HITS: usize = 9;
-const MISSES: usize = 10;
-const SLOTS: usize = 11;
+/// `RESULTS` slots for each `Lookup` (its discriminant), 216 bytes: two cache lines a stripe.
+const SLOTS: usize = RESULTS * 3;
 
 /// Whether a verification looked in the record cache, and whether it read the backend.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Lookup {
     /// Never reached the cache (missing, malformed, wrong prefix, or failed before).
-    None,
+    None = 0,
     /// Answered from the cache.
-    Hit,
+    Hit = 1,
     /// Read a key record from the backend.
-    Miss,
+    Miss = 2,
 }
 
 pub(super) struct Counters {
@@ -82,21 +84,11 @@ impl Counters {
     /// Counts one verify call: its outcome or error, and its cache lookup.
     #[inline]
     pub(super) fn verified(&self, result: &Result<Verification>, lookup: Lookup) {
-        let stripe = &self.stripes[stripe()].0;
-        let slot = match result {
+        let result = match result {
             Ok(verification) => outcome_index(verification.outcome()),
             Err(_) => ERRORS,
         };
-        stripe[slot].fetch_add(1, Relaxed);
-        match lookup {
-            Lookup::None => {}
-            Lookup::Hit => {
-                stripe[HITS].fetch_add(1, Relaxed);
-            }
-            Lookup::Miss => {
-                stripe[MISSES].fetch_add(1, Relaxed);
-            }
-        }
+        self.stripes[stripe()].0[lookup as usize * RESULTS + result].fetch_add(1, Relaxed);
     }
 
     pub(super) fn refreshed(&self, ok: bool) {
@@ -127,8 +119,15 @@ impl Counters {
                 *sum = sum.wrapping_add(counter.load(Relaxed));
             }
         }
+        // Per result (outcome or error) over every lookup kind, and per lookup kind.
+        let mut results = [0u64; RESULTS];
+        let mut lookups = [0u64; 3];
+        for (slot, sum) in sums.iter().enumerate() {
+            results[slot % RESULTS] = results[slot % RESULTS].wrapping_add(*sum);
+            lookups[slot / RESULTS] = lookups[slot / RESULTS].wrapping_add(*sum);
+        }
         let mut outcomes = [0u64; 8];
-        outcomes.copy_from_slice(&sums[..8]);
+        outcomes.copy_from_slice(&results[..8]);
         let last = self.cold.last_refresh.load(Relaxed);
         let last_refresh_age = (last != 0).then(|| {
             self.cold
@@ -138,9 +137,9 @@ impl Counters {
         });
         Stats {
             outcomes,
-            verify_errors: sums[ERRORS],
-            cache_hits: sums[HITS],
-            cache_misses: sums[MISSES],
+            verify_errors: results[ERRORS],
+            cache_hits: lookups[Lookup::Hit as usize],
+            cache_misses: lookups[Lookup::Miss as usize],
             refreshes: self.cold.refreshes.load(Relaxed),
             refresh_failures: self.cold.refresh_failures.load(Relaxed),
             flushes: self.cold.flushes.load(Relaxed),
