@@ -119,3 +119,21 @@ impl Stats {
         self.outcomes.iter().sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `OUTCOMES` and `outcome_index` agree, and name every outcome once.
+    #[test]
+    fn every_outcome_has_its_own_slot() {
+        let mut codes: Vec<&str> = Vec::new();
+        for (i, outcome) in OUTCOMES.iter().enumerate() {
+            assert_eq!(outcome_index(*outcome), i);
+            codes.push(outcome.as_str());
+        }
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), OUTCOMES.len());
+    }
+}
