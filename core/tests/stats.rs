@@ -446,3 +446,24 @@ fn debug_of_stats_names_no_key() {
     assert!(!shown.contains(good.key()));
     assert!(shown.contains("cache_misses: 1"), "{shown}");
 }
+
+/// More threads than counter stripes (16): threads share stripes and still lose no count.
+#[test]
+fn more_threads_than_stripes_lose_no_count() {
+    const THREADS: u64 = 40;
+    const EACH: u64 = 200;
+    let store = KeyStore::open("memory:", quiet()).unwrap();
+    let good = store.create(NewKey::new("good")).unwrap();
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                for _ in 0..EACH {
+                    assert!(store.verify(good.key(), &[]).unwrap().is_valid());
+                }
+            });
+        }
+    });
+    let stats = store.stats();
+    assert_eq!(stats.outcome(Outcome::Valid), THREADS * EACH);
+    assert_eq!(stats.cache_hits + stats.cache_misses, THREADS * EACH);
+}
