@@ -62,6 +62,8 @@ export declare class KeyStore {
   audit(options?: AuditOptions | undefined | null): Array<AuditEntry>
   /** Writes the usage counted so far to the store. */
   flush(): void
+  /** A snapshot of this handle's counters (cheap: no store access). docs/metrics.md. */
+  stats(): Stats
   /** `flush` off the event loop. */
   flushAsync(): Promise<void>
   /**
@@ -171,9 +173,50 @@ export interface OpenOptions {
   actor?: string | undefined | null
 }
 
+/** Verifications by outcome, keyed by the outcome's stable code (a verification's `code`). */
+export interface OutcomeCounts {
+  valid: number
+  missing: number
+  malformed: number
+  not_found: number
+  disabled: number
+  revoked: number
+  expired: number
+  insufficient_scope: number
+}
+
 export interface RotateOptions {
   /** How long the old key keeps verifying (default 0: it stops at once). */
   graceMs?: number | undefined | null
+}
+
+/**
+ * A snapshot of one store handle's counters since it was opened (`store.stats()`); they only
+ * grow. docs/metrics.md defines each field, with the same names in every binding.
+ */
+export interface Stats {
+  /** Verifications by outcome code, every code present. */
+  outcomes: OutcomeCounts
+  /** Verifications that ended in an outcome (the sum of `outcomes`). */
+  verifications: number
+  /** Verify calls that threw instead of answering (e.g. `KEYSTEAD_UNAVAILABLE`). */
+  verifyErrors: number
+  /** Verifications of a well-formed key answered without reading a key record. */
+  cacheHits: number
+  /** Verifications of a well-formed key that read a key record from the store. */
+  cacheMisses: number
+  /** Reads of the store's change feed by the verify path (failed ones too). */
+  refreshes: number
+  refreshFailures: number
+  /** Batches of usage counts written to the store. */
+  flushes: number
+  flushFailures: number
+  /** Successful verifications counted in memory, not yet written. */
+  usagePending: number
+  /** Milliseconds since the last successful change-feed read; `null` before the first. */
+  lastRefreshAgeMs: number | null
+  /** Keys whose records are in the verify cache now. */
+  cachedKeys: number
 }
 
 /** The result of `verify` / `verifyHeader`. */

@@ -31,6 +31,7 @@ mod key;
 mod model;
 mod padded;
 mod record;
+mod stats;
 mod store;
 mod time;
 mod usage;
@@ -47,6 +48,7 @@ pub use crate::model::{
 };
 pub use crate::model::{BusiestKeys, KeyUsage};
 pub use crate::record::decode_record_roundtrip;
+pub use crate::stats::Stats;
 pub use crate::store::{display_location, KeyStore, Options, DEFAULT_AUDIT_LIMIT};
 pub use crate::verify::{Outcome, Verification};
 pub use zeroize::Zeroizing;

@@ -2,6 +2,7 @@
 
 mod admin;
 mod cache;
+mod counters;
 mod flusher;
 mod options;
 mod read_path;
@@ -28,12 +29,14 @@ use crate::model::{
     self, AuditAction, AuditEntry, CreatedKey, DailyUsage, KeyInfo, KeyStatus, ListFilter, NewKey,
 };
 use crate::record::{Record, State, HEAD_LEN};
+use crate::stats::Stats;
 use crate::time;
 use crate::usage::UsageBuffer;
 use crate::verify::{Outcome, Verification};
 
 use self::admin::{new_record, refuse_if_revoked};
 use self::cache::RecordCache;
+use self::counters::{Counters, Lookup};
 use self::flusher::spawn_flusher;
 pub use self::options::Options;
 use self::schema::{
@@ -264,6 +267,7 @@ impl KeyStore {
             flusher: Mutex::new(None),
             flush_interval: options.flush_interval,
             this: OnceLock::new(),
+            counters: Counters::new(),
         };
         let view = inner.new_view(
             taken_ms,
@@ -641,10 +645,12 @@ impl KeyStore {
     pub fn verify(&self, presented: &str, required_scopes: &[&str]) -> Result<Verification> {
         for scope in required_scopes {
             if !model::is_valid_scope(scope) {
-                return Err(Error::invalid(format!(
+                let refused = Err(Error::invalid(format!(
                     "required scope `{}` is not a valid scope",
                     model::truncate_for_message(scope)
                 )));
+                self.inner.counters.verified(&refused, Lookup::None);
+                return refused;
             }
         }
         self.inner.check(presented, required_scopes)
@@ -659,11 +665,41 @@ impl KeyStore {
         authorization: impl AsRef<[u8]>,
         required_scopes: &[&str],
     ) -> Result<Verification> {
-        match header::parse_authorization_header(authorization.as_ref()) {
-            Ok(token) => self.verify(token, required_scopes),
-            Err(HeaderError::Missing) => Ok(Verification::without_key(Outcome::Missing)),
-            Err(_) => Ok(Verification::without_key(Outcome::Malformed)),
-        }
+        let outcome = match header::parse_authorization_header(authorization.as_ref()) {
+            Ok(token) => return self.verify(token, required_scopes),
+            Err(HeaderError::Missing) => Outcome::Missing,
+            Err(_) => Outcome::Malformed,
+        };
+        let verification = Ok(Verification::without_key(outcome));
+        self.inner.counters.verified(&verification, Lookup::None);
+        verification
+    }
+
+    /// A snapshot of this handle's counters: verifications by outcome, verify errors, record
+    /// cache hits and misses, change-feed refreshes, usage flushes and what is pending, and
+    /// the cached key count ([`Stats`] defines each; docs/metrics.md).
+    ///
+    /// Cheap (a few dozen relaxed loads and one short lock per usage and cache shard; no
+    /// backend access), so a metrics scrape may call it at any rate. The counters are this
+    /// handle's since it was opened; they never decrease.
+    ///
+    /// # Example
+    /// ```
+    /// # use keystead::{KeyStore, NewKey, Options, Outcome};
+    /// let store = KeyStore::open("memory:", Options::new())?;
+    /// store.verify_header("Bearer nonsense", &[])?;
+    /// let stats = store.stats();
+    /// assert_eq!(stats.outcome(Outcome::Malformed), 1);
+    /// assert_eq!(stats.verifications(), 1);
+    /// assert_eq!(stats.last_refresh_age, None);
+    /// # Ok::<(), keystead::Error>(())
+    /// ```
+    pub fn stats(&self) -> Stats {
+        let inner = &self.inner;
+        let mut stats = inner.counters.snapshot();
+        stats.usage_pending = inner.usage.pending();
+        stats.cached_keys = inner.view.load().cache.key_count();
+        stats
     }
 
     /// Daily counts of successful verifications of a key for the UTC days from `from` to `to`

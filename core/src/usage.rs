@@ -69,6 +69,20 @@ impl UsageBuffer {
         out
     }
 
+    /// The uses counted and not yet taken (for `KeyStore::stats`).
+    pub(crate) fn pending(&self) -> u64 {
+        let mut total = 0u64;
+        for shard in &self.shards {
+            let map = shard.lock().unwrap_or_else(|poison| poison.into_inner());
+            for pending in map.values() {
+                for &(_, count) in &pending.days {
+                    total = total.saturating_add(count);
+                }
+            }
+        }
+        total
+    }
+
     pub(crate) fn restore(&self, pending: Vec<(u64, Pending)>) {
         for (id, p) in pending {
             self.shard(id).entry(id).or_default().merge(p);

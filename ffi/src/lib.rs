@@ -540,6 +540,60 @@ impl From<ks::AuditEntry> for AuditEntry {
     }
 }
 
+/// A snapshot of one store handle's counters since it was opened (`KeyStore.stats()`); they
+/// only grow. docs/metrics.md defines each field, with the same names in every binding.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Stats {
+    /// Verifications by outcome code (`valid`, `not_found`, ...), every code present.
+    pub outcomes: HashMap<String, u64>,
+    /// Verifications that ended in an outcome (the sum of `outcomes`).
+    pub verifications: u64,
+    /// Verify calls that failed instead of answering (e.g. `Unavailable`).
+    pub verify_errors: u64,
+    /// Verifications of a well-formed key answered without reading a key record.
+    pub cache_hits: u64,
+    /// Verifications of a well-formed key that read a key record from the store.
+    pub cache_misses: u64,
+    /// Reads of the store's change feed by the verify path (failed ones too).
+    pub refreshes: u64,
+    /// Those reads that failed.
+    pub refresh_failures: u64,
+    /// Batches of usage counts written to the store.
+    pub flushes: u64,
+    /// Usage writes that failed (their counts are kept for the next flush).
+    pub flush_failures: u64,
+    /// Successful verifications counted in memory, not yet written.
+    pub usage_pending: u64,
+    /// Milliseconds since the last successful change-feed read; `nil` before the first.
+    pub last_refresh_age_ms: Option<u64>,
+    /// Keys whose records are in the verify cache now.
+    pub cached_keys: u64,
+}
+
+impl From<ks::Stats> for Stats {
+    fn from(s: ks::Stats) -> Self {
+        Stats {
+            outcomes: s
+                .outcomes()
+                .map(|(outcome, n)| (outcome.as_str().to_owned(), n))
+                .collect(),
+            verifications: s.verifications(),
+            verify_errors: s.verify_errors,
+            cache_hits: s.cache_hits,
+            cache_misses: s.cache_misses,
+            refreshes: s.refreshes,
+            refresh_failures: s.refresh_failures,
+            flushes: s.flushes,
+            flush_failures: s.flush_failures,
+            usage_pending: s.usage_pending,
+            last_refresh_age_ms: s
+                .last_refresh_age
+                .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+            cached_keys: s.cached_keys,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The KeyStore object
 // ---------------------------------------------------------------------------------------------
@@ -755,6 +809,11 @@ impl KeyStore {
     /// Writes the usage counted so far to the store.
     pub fn flush(&self) -> Result<()> {
         self.with(ks::KeyStore::flush)
+    }
+
+    /// A snapshot of this handle's counters (cheap: no store access). docs/metrics.md.
+    pub fn stats(&self) -> Result<Stats> {
+        self.with(|store| Ok(store.stats().into()))
     }
 
     /// Flushes usage and closes the store, reporting a failure to flush. Later calls fail with

@@ -198,6 +198,97 @@ pub struct DailyUsage {
     pub count: i64,
 }
 
+/// Verifications by outcome, keyed by the outcome's stable code (a verification's `code`).
+#[napi(object, object_from_js = false)]
+pub struct OutcomeCounts {
+    pub valid: i64,
+    pub missing: i64,
+    pub malformed: i64,
+    #[napi(js_name = "not_found")]
+    pub not_found: i64,
+    pub disabled: i64,
+    pub revoked: i64,
+    pub expired: i64,
+    #[napi(js_name = "insufficient_scope")]
+    pub insufficient_scope: i64,
+}
+
+/// A snapshot of one store handle's counters since it was opened (`store.stats()`); they only
+/// grow. docs/metrics.md defines each field, with the same names in every binding.
+#[napi(object, object_from_js = false, use_nullable = true)]
+pub struct Stats {
+    /// Verifications by outcome code, every code present.
+    pub outcomes: OutcomeCounts,
+    /// Verifications that ended in an outcome (the sum of `outcomes`).
+    pub verifications: i64,
+    /// Verify calls that threw instead of answering (e.g. `KEYSTEAD_UNAVAILABLE`).
+    pub verify_errors: i64,
+    /// Verifications of a well-formed key answered without reading a key record.
+    pub cache_hits: i64,
+    /// Verifications of a well-formed key that read a key record from the store.
+    pub cache_misses: i64,
+    /// Reads of the store's change feed by the verify path (failed ones too).
+    pub refreshes: i64,
+    pub refresh_failures: i64,
+    /// Batches of usage counts written to the store.
+    pub flushes: i64,
+    pub flush_failures: i64,
+    /// Successful verifications counted in memory, not yet written.
+    pub usage_pending: i64,
+    /// Milliseconds since the last successful change-feed read; `null` before the first.
+    pub last_refresh_age_ms: Option<f64>,
+    /// Keys whose records are in the verify cache now.
+    pub cached_keys: i64,
+}
+
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl From<keystead::Stats> for Stats {
+    fn from(s: keystead::Stats) -> Self {
+        let mut outcomes = OutcomeCounts {
+            valid: 0,
+            missing: 0,
+            malformed: 0,
+            not_found: 0,
+            disabled: 0,
+            revoked: 0,
+            expired: 0,
+            insufficient_scope: 0,
+        };
+        for (outcome, n) in s.outcomes() {
+            let slot = match outcome.as_str() {
+                "valid" => &mut outcomes.valid,
+                "missing" => &mut outcomes.missing,
+                "malformed" => &mut outcomes.malformed,
+                "not_found" => &mut outcomes.not_found,
+                "disabled" => &mut outcomes.disabled,
+                "revoked" => &mut outcomes.revoked,
+                "expired" => &mut outcomes.expired,
+                "insufficient_scope" => &mut outcomes.insufficient_scope,
+                // An outcome of a later core: counted in `verifications` only.
+                _ => continue,
+            };
+            *slot = count(n);
+        }
+        Stats {
+            outcomes,
+            verifications: count(s.verifications()),
+            verify_errors: count(s.verify_errors),
+            cache_hits: count(s.cache_hits),
+            cache_misses: count(s.cache_misses),
+            refreshes: count(s.refreshes),
+            refresh_failures: count(s.refresh_failures),
+            flushes: count(s.flushes),
+            flush_failures: count(s.flush_failures),
+            usage_pending: count(s.usage_pending),
+            last_refresh_age_ms: s.last_refresh_age.map(|age| age.as_secs_f64() * 1000.0),
+            cached_keys: count(s.cached_keys),
+        }
+    }
+}
+
 /// One entry of the audit log.
 #[napi(object, object_from_js = false, use_nullable = true)]
 pub struct AuditEntry {
@@ -547,6 +638,12 @@ impl KeyStore {
     #[napi(catch_unwind)]
     pub fn flush(&self) -> Result<()> {
         core(self.store()?.flush())
+    }
+
+    /// A snapshot of this handle's counters (cheap: no store access). docs/metrics.md.
+    #[napi(catch_unwind)]
+    pub fn stats(&self) -> Result<Stats> {
+        Ok(self.store()?.stats().into())
     }
 
     /// `flush` off the event loop.

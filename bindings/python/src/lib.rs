@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use keystead::{
     AuditEntry, DailyUsage, Error, ErrorKind, KeyId, KeyInfo, KeyStatus, ListFilter, NewKey,
-    Options, Verification, Zeroizing, DEFAULT_AUDIT_LIMIT,
+    Options, Stats, Verification, Zeroizing, DEFAULT_AUDIT_LIMIT,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -600,6 +600,119 @@ impl PyDailyUsage {
     }
 }
 
+/// A `timedelta` of a non-negative `Duration` (saturating at `timedelta.max`'s days).
+fn delta<'py>(py: Python<'py>, span: Duration) -> PyResult<Bound<'py, PyDelta>> {
+    const DAY_SECS: u64 = 86_400;
+    let days = i32::try_from(span.as_secs() / DAY_SECS).unwrap_or(999_999_999);
+    let seconds = (span.as_secs() % DAY_SECS) as i32;
+    let micros = span.subsec_micros() as i32;
+    PyDelta::new(py, days, seconds, micros, false)
+}
+
+/// A snapshot of one store handle's counters (`KeyStore.stats()`; docs/metrics.md defines
+/// every field).
+#[pyclass(frozen, eq, name = "Stats", module = "keystead")]
+#[derive(PartialEq)]
+struct PyStats(Stats);
+
+#[pymethods]
+impl PyStats {
+    /// Verifications by outcome code, every code present (zero if none).
+    #[getter]
+    fn outcomes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        for (outcome, count) in self.0.outcomes() {
+            out.set_item(constant_str(py, outcome.as_str()), count)?;
+        }
+        Ok(out)
+    }
+    /// Verifications that ended in an outcome (the sum of `outcomes`).
+    #[getter]
+    fn verifications(&self) -> u64 {
+        self.0.verifications()
+    }
+    #[getter]
+    fn verify_errors(&self) -> u64 {
+        self.0.verify_errors
+    }
+    #[getter]
+    fn cache_hits(&self) -> u64 {
+        self.0.cache_hits
+    }
+    #[getter]
+    fn cache_misses(&self) -> u64 {
+        self.0.cache_misses
+    }
+    #[getter]
+    fn refreshes(&self) -> u64 {
+        self.0.refreshes
+    }
+    #[getter]
+    fn refresh_failures(&self) -> u64 {
+        self.0.refresh_failures
+    }
+    #[getter]
+    fn flushes(&self) -> u64 {
+        self.0.flushes
+    }
+    #[getter]
+    fn flush_failures(&self) -> u64 {
+        self.0.flush_failures
+    }
+    #[getter]
+    fn usage_pending(&self) -> u64 {
+        self.0.usage_pending
+    }
+    #[getter]
+    fn last_refresh_age<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDelta>>> {
+        self.0
+            .last_refresh_age
+            .map(|age| delta(py, age))
+            .transpose()
+    }
+    #[getter]
+    fn cached_keys(&self) -> u64 {
+        self.0.cached_keys
+    }
+    /// Every field by name (`outcomes` as a dict of its own).
+    fn as_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        for (name, value) in self.fields(py)? {
+            out.set_item(name, value)?;
+        }
+        Ok(out)
+    }
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        repr_of("Stats", self.fields(py)?)
+    }
+}
+
+impl PyStats {
+    fn fields<'py>(&self, py: Python<'py>) -> PyResult<[(&'static str, Bound<'py, PyAny>); 12]> {
+        let s = &self.0;
+        Ok([
+            ("outcomes", self.outcomes(py)?.into_any()),
+            ("verifications", s.verifications().into_bound_py_any(py)?),
+            ("verify_errors", s.verify_errors.into_bound_py_any(py)?),
+            ("cache_hits", s.cache_hits.into_bound_py_any(py)?),
+            ("cache_misses", s.cache_misses.into_bound_py_any(py)?),
+            ("refreshes", s.refreshes.into_bound_py_any(py)?),
+            (
+                "refresh_failures",
+                s.refresh_failures.into_bound_py_any(py)?,
+            ),
+            ("flushes", s.flushes.into_bound_py_any(py)?),
+            ("flush_failures", s.flush_failures.into_bound_py_any(py)?),
+            ("usage_pending", s.usage_pending.into_bound_py_any(py)?),
+            (
+                "last_refresh_age",
+                self.last_refresh_age(py)?.into_bound_py_any(py)?,
+            ),
+            ("cached_keys", s.cached_keys.into_bound_py_any(py)?),
+        ])
+    }
+}
+
 /// One entry of the audit log.
 #[pyclass(frozen, eq, name = "AuditEntry", module = "keystead")]
 #[derive(PartialEq)]
@@ -1025,6 +1138,11 @@ impl PyKeyStore {
         self.run(py, keystead::KeyStore::flush)
     }
 
+    /// A snapshot of this handle's counters (cheap: no store access).
+    fn stats(&self, py: Python<'_>) -> PyResult<PyStats> {
+        Ok(PyStats(self.run(py, |s| Ok(s.stats()))?))
+    }
+
     /// Flushes usage and closes the store; later calls raise `ClosedError`. Closing twice is a
     /// no-op.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
@@ -1076,6 +1194,7 @@ fn keystead_python(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyVerification>()?;
     m.add_class::<PyDailyUsage>()?;
     m.add_class::<PyAuditEntry>()?;
+    m.add_class::<PyStats>()?;
     m.add_function(wrap_pyfunction!(_error_classes, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork, m)?)?;
     Ok(())

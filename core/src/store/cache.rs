@@ -73,6 +73,8 @@ pub(super) struct CacheShard {
     pub(super) order: Vec<u64>,
     /// xorshift64* state for picking the entry to evict.
     pub(super) rng: u64,
+    /// Entries of keys that exist (`present`), for `KeyStore::stats`.
+    pub(super) keys: usize,
 }
 
 impl CacheShard {
@@ -84,7 +86,9 @@ impl CacheShard {
         self.rng = x;
         let r = (x.wrapping_mul(0x2545_f491_4f6c_dd1d) % self.order.len() as u64) as usize;
         let victim = self.order.swap_remove(r);
-        self.map.remove(&victim);
+        if self.map.remove(&victim).is_some_and(|e| e.present) {
+            self.keys -= 1;
+        }
         if let Some(&moved) = self.order.get(r) {
             if let Some(entry) = self.map.get_mut(&moved) {
                 entry.slot = r;
@@ -118,6 +122,7 @@ impl RecordCache {
                     map: HashMap::default(),
                     order: Vec::new(),
                     rng: keys.hash_one(!(i as u64)) | 1,
+                    keys: 0,
                 }))
             }),
             per_shard: entries.div_ceil(CACHE_SHARDS),
@@ -147,6 +152,9 @@ impl RecordCache {
             return;
         }
         if let Some(entry) = shard.map.remove(&h) {
+            if entry.present {
+                shard.keys -= 1;
+            }
             let slot = entry.slot;
             shard.order.swap_remove(slot);
             if let Some(&moved) = shard.order.get(slot) {
@@ -201,8 +209,19 @@ impl RecordCache {
         }
         let slot = shard.order.len();
         shard.order.push(h);
+        if entry.present {
+            shard.keys += 1;
+        }
         let stored = shard.map.entry(h).or_insert(Cached { slot, ..entry });
         f(stored)
+    }
+
+    /// How many cached entries are of keys that exist.
+    pub(super) fn key_count(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).keys as u64)
+            .sum()
     }
 
     #[cfg(test)]

@@ -126,6 +126,7 @@ impl Inner {
             })
             .collect();
         let result = self.backend.add_usage(&batch);
+        self.counters.flushed(result.is_ok());
         if result.is_err() {
             self.usage.restore(pending);
         }

@@ -2,12 +2,14 @@
 //! feed, read at most once per refresh interval, evicts changed keys from the cache), loading
 //! a record's head on a cache miss, and judging a presented secret against it.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
 use super::cache::{Cached, RecordCache};
+use super::counters::Lookup;
 use super::shared::{decode_stored, info_with, unavailable_reason, Inner, View};
 use crate::backend::Changed;
 use crate::error::{Error, ErrorKind, Result};
@@ -45,7 +47,9 @@ impl Inner {
             return Ok(current);
         }
         self.restart_flusher_after_fork();
-        let changes = match self.backend.changes_since(Some(current.generation)) {
+        let changes = self.backend.changes_since(Some(current.generation));
+        self.counters.refreshed(changes.is_ok());
+        let changes = match changes {
             Ok(changes) => changes,
             Err(e) if e.kind() == ErrorKind::Unavailable => {
                 return self.serve_stale(&current, now_ms, e);
@@ -126,11 +130,13 @@ impl Inner {
     /// The info of a key whose secret matched: the whole record, decoded and checked, must
     /// agree with the head the secret was judged against. Runs once per cached entry.
     /// `None` if the key changed since its head was read (the backend now holds a newer
-    /// record, or none): the caller judges again by the newer state.
-    pub(super) fn info(&self, entry: &Cached) -> Result<Option<Arc<KeyInfo>>> {
+    /// record, or none): the caller judges again by the newer state. Sets `read` if it
+    /// reads the backend.
+    pub(super) fn info(&self, entry: &Cached, read: &Cell<bool>) -> Result<Option<Arc<KeyInfo>>> {
         if let Some(info) = entry.info.get() {
             return Ok(Some(Arc::clone(info)));
         }
+        read.set(true);
         let Some(bytes) = self.backend.key(entry.id)? else {
             return Ok(None);
         };
@@ -149,7 +155,21 @@ impl Inner {
         Ok(Some(Arc::clone(entry.info.get_or_init(|| info))))
     }
 
+    /// Verifies `presented` and counts the call (stats): its outcome or error, and whether
+    /// the record cache answered it.
     pub(super) fn check(&self, presented: &str, required_scopes: &[&str]) -> Result<Verification> {
+        let mut lookup = Lookup::None;
+        let result = self.check_uncounted(presented, required_scopes, &mut lookup);
+        self.counters.verified(&result, lookup);
+        result
+    }
+
+    fn check_uncounted(
+        &self,
+        presented: &str,
+        required_scopes: &[&str],
+        lookup: &mut Lookup,
+    ) -> Result<Verification> {
         let Ok(parsed) = key::parse(presented) else {
             // Only a failed parse needs to tell "nothing presented" from "not a key".
             let blank = presented.bytes().all(|b| b == b' ' || b == b'\t');
@@ -168,11 +188,20 @@ impl Inner {
         let now = time::now_ms();
         let view = self.view(now)?;
         // Unknown ids have an entry too (with the dummy's salt and hash): hashed and compared
-        // like a real one.
-        let judge = |entry: &Cached| self.judge(entry, &parsed.secret, required_scopes, now);
+        // like a real one. `read` is set by anything that reads a key record from the backend.
+        let read = Cell::new(false);
+        let judge = |entry: &Cached| self.judge(entry, &parsed.secret, required_scopes, now, &read);
         let judged = match view.cache.with(id, judge) {
-            Some(judged) => judged?,
+            Some(judged) => {
+                *lookup = if read.get() {
+                    Lookup::Miss
+                } else {
+                    Lookup::Hit
+                };
+                judged?
+            }
             None => {
+                *lookup = Lookup::Miss;
                 let epoch = view.cache.eviction_epoch();
                 let entry = self.load(id)?;
                 view.cache.insert_with(entry, epoch, judge)?
@@ -184,6 +213,7 @@ impl Inner {
         // The key changed after its head was read (a backend that reads the live state can
         // be ahead of the change feed): judge by the newer state, uncached until the feed
         // reports the change.
+        *lookup = Lookup::Miss;
         view.cache.remove(id);
         for _ in 0..3 {
             if let Some(verification) = judge(&self.load(id)?)? {
@@ -203,6 +233,7 @@ impl Inner {
         secret: &[u8; 32],
         required_scopes: &[&str],
         now: i64,
+        read: &Cell<bool>,
     ) -> Result<Option<Verification>> {
         let id = entry.id;
         let computed = self.hasher.hash(&entry.salt, id, secret);
@@ -211,7 +242,7 @@ impl Inner {
             return Ok(Some(Verification::without_key(Outcome::NotFound)));
         }
         // Nothing about the key is told before its whole record has been checked.
-        let Some(info) = self.info(entry)? else {
+        let Some(info) = self.info(entry, read)? else {
             return Ok(None);
         };
         let outcome = match KeyStatus::of(entry.state, entry.expires_at, now) {

@@ -12,6 +12,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 use super::cache::RecordCache;
 use super::flusher::Flusher;
+use super::counters::Counters;
 use crate::backend::{Backend, KeyRow, Read, Txn, UsageTotal};
 use crate::error::{Error, Result};
 use crate::hash::Hasher;
@@ -79,6 +80,8 @@ pub(super) struct Inner {
     pub(super) flush_interval: Duration,
     /// This handle's own `Weak`, for a flusher started after `fork`.
     pub(super) this: OnceLock<Weak<Inner>>,
+    /// What `KeyStore::stats` reports.
+    pub(super) counters: Counters,
 }
 
 /// An active record without id, salt and hash yet.

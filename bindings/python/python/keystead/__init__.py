@@ -34,9 +34,11 @@ from ._keystead import (
     DailyUsage,
     KeyInfo,
     KeyStore,
+    Stats,
     Verification,
     __version__,
 )
+from ._stats import StatsDict
 
 # A store open when the process forks (gunicorn --preload, multiprocessing's fork start
 # method) works in the child: the child gets its own usage flusher and does not write the
@@ -56,6 +58,8 @@ __all__ = [
     "KeyStore",
     "KeysteadError",
     "PrefixMismatchError",
+    "Stats",
+    "StatsDict",
     "StoreError",
     "UnavailableError",
     "UnsupportedVersionError",

@@ -7,6 +7,8 @@ from os import PathLike
 from types import TracebackType
 from typing import ClassVar, Literal, final
 
+from keystead._stats import StatsDict
+
 __version__: str
 __all__ = [
     "__version__",
@@ -16,6 +18,7 @@ __all__ = [
     "Verification",
     "DailyUsage",
     "AuditEntry",
+    "Stats",
     "_error_classes",
     "_after_fork",
 ]
@@ -150,6 +153,54 @@ class AuditEntry:
     __hash__: ClassVar[None]  # type: ignore[assignment]
 
 @final
+class Stats:
+    """A snapshot of one store handle's counters since it was opened (``KeyStore.stats()``).
+
+    Counters only grow; docs/metrics.md defines each field, with the same names in every
+    binding.
+    """
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        """Verifications by outcome code, every code present (zero if none)."""
+    @property
+    def verifications(self) -> int:
+        """Verifications that ended in an outcome (the sum of ``outcomes``)."""
+    @property
+    def verify_errors(self) -> int:
+        """Verify calls that raised instead (e.g. ``UnavailableError``)."""
+    @property
+    def cache_hits(self) -> int:
+        """Verifications of a well-formed key answered without reading a key record."""
+    @property
+    def cache_misses(self) -> int:
+        """Verifications of a well-formed key that read a key record from the store."""
+    @property
+    def refreshes(self) -> int:
+        """Reads of the store's change feed by the verify path (failed ones too)."""
+    @property
+    def refresh_failures(self) -> int: ...
+    @property
+    def flushes(self) -> int:
+        """Batches of usage counts written to the store."""
+    @property
+    def flush_failures(self) -> int: ...
+    @property
+    def usage_pending(self) -> int:
+        """Successful verifications counted in memory, not yet written."""
+    @property
+    def last_refresh_age(self) -> timedelta | None:
+        """Since the last successful change-feed read; ``None`` before the first."""
+    @property
+    def cached_keys(self) -> int:
+        """Keys whose records are in the verify cache now."""
+    def as_dict(self) -> StatsDict:
+        """Every field by name (``outcomes`` as a dict of its own)."""
+    def __eq__(self, value: object, /) -> bool: ...
+    def __ne__(self, value: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+
+@final
 class KeyStore:
     """A store of API keys in one file, shared by the threads and processes of a host.
 
@@ -223,6 +274,8 @@ class KeyStore:
         """The audit log, newest first (at most 100 entries unless ``limit`` says otherwise:
         core's ``DEFAULT_AUDIT_LIMIT``, as in every binding and the CLI)."""
     def flush(self) -> None: ...
+    def stats(self) -> Stats:
+        """A snapshot of this handle's counters (cheap: no store access)."""
     def close(self) -> None: ...
     def __enter__(self) -> KeyStore: ...
     def __exit__(

@@ -716,6 +716,11 @@ public protocol KeyStoreProtocol: AnyObject, Sendable {
     func setScopes(id: String, scopes: [String]) throws  -> KeyInfo
     
     /**
+     * A snapshot of this handle's counters (cheap: no store access). docs/metrics.md.
+     */
+    func stats() throws  -> Stats
+    
+    /**
      * Daily counts of successful verifications for the UTC days from `from_ms` to `to_ms`
      * (milliseconds since the epoch) inclusive; days with no use are left out.
      */
@@ -1026,6 +1031,18 @@ open func setScopes(id: String, scopes: [String])throws  -> KeyInfo  {
             self.uniffiCloneHandle(),
         FfiConverterString.lower(id),
         FfiConverterSequenceString.lower(scopes),uniffiCallStatus
+    )
+})
+}
+    
+    /**
+     * A snapshot of this handle's counters (cheap: no store access). docs/metrics.md.
+     */
+open func stats()throws  -> Stats  {
+    return try  FfiConverterTypeStats_lift(try rustCallWithError(FfiConverterTypeKeysteadError_lift) {
+        uniffiCallStatus in
+    uniffi_keystead_ffi_fn_method_keystore_stats(
+            self.uniffiCloneHandle(),uniffiCallStatus
     )
 })
 }
@@ -1930,6 +1947,176 @@ public func FfiConverterTypeOpenOptions_lower(_ value: OpenOptions) -> RustBuffe
 
 
 /**
+ * A snapshot of one store handle's counters since it was opened (`KeyStore.stats()`); they
+ * only grow. docs/metrics.md defines each field, with the same names in every binding.
+ */
+public struct Stats: Equatable, Hashable {
+    /**
+     * Verifications by outcome code (`valid`, `not_found`, ...), every code present.
+     */
+    public var outcomes: [String: UInt64]
+    /**
+     * Verifications that ended in an outcome (the sum of `outcomes`).
+     */
+    public var verifications: UInt64
+    /**
+     * Verify calls that failed instead of answering (e.g. `Unavailable`).
+     */
+    public var verifyErrors: UInt64
+    /**
+     * Verifications of a well-formed key answered without reading a key record.
+     */
+    public var cacheHits: UInt64
+    /**
+     * Verifications of a well-formed key that read a key record from the store.
+     */
+    public var cacheMisses: UInt64
+    /**
+     * Reads of the store's change feed by the verify path (failed ones too).
+     */
+    public var refreshes: UInt64
+    /**
+     * Those reads that failed.
+     */
+    public var refreshFailures: UInt64
+    /**
+     * Batches of usage counts written to the store.
+     */
+    public var flushes: UInt64
+    /**
+     * Usage writes that failed (their counts are kept for the next flush).
+     */
+    public var flushFailures: UInt64
+    /**
+     * Successful verifications counted in memory, not yet written.
+     */
+    public var usagePending: UInt64
+    /**
+     * Milliseconds since the last successful change-feed read; `nil` before the first.
+     */
+    public var lastRefreshAgeMs: UInt64?
+    /**
+     * Keys whose records are in the verify cache now.
+     */
+    public var cachedKeys: UInt64
+
+    // Default memberwise initializers are never public by default, so we
+    // declare one manually.
+    public init(
+        /**
+         * Verifications by outcome code (`valid`, `not_found`, ...), every code present.
+         */outcomes: [String: UInt64], 
+        /**
+         * Verifications that ended in an outcome (the sum of `outcomes`).
+         */verifications: UInt64, 
+        /**
+         * Verify calls that failed instead of answering (e.g. `Unavailable`).
+         */verifyErrors: UInt64, 
+        /**
+         * Verifications of a well-formed key answered without reading a key record.
+         */cacheHits: UInt64, 
+        /**
+         * Verifications of a well-formed key that read a key record from the store.
+         */cacheMisses: UInt64, 
+        /**
+         * Reads of the store's change feed by the verify path (failed ones too).
+         */refreshes: UInt64, 
+        /**
+         * Those reads that failed.
+         */refreshFailures: UInt64, 
+        /**
+         * Batches of usage counts written to the store.
+         */flushes: UInt64, 
+        /**
+         * Usage writes that failed (their counts are kept for the next flush).
+         */flushFailures: UInt64, 
+        /**
+         * Successful verifications counted in memory, not yet written.
+         */usagePending: UInt64, 
+        /**
+         * Milliseconds since the last successful change-feed read; `nil` before the first.
+         */lastRefreshAgeMs: UInt64?, 
+        /**
+         * Keys whose records are in the verify cache now.
+         */cachedKeys: UInt64) {
+        self.outcomes = outcomes
+        self.verifications = verifications
+        self.verifyErrors = verifyErrors
+        self.cacheHits = cacheHits
+        self.cacheMisses = cacheMisses
+        self.refreshes = refreshes
+        self.refreshFailures = refreshFailures
+        self.flushes = flushes
+        self.flushFailures = flushFailures
+        self.usagePending = usagePending
+        self.lastRefreshAgeMs = lastRefreshAgeMs
+        self.cachedKeys = cachedKeys
+    }
+
+    
+
+    
+}
+
+#if compiler(>=6)
+extension Stats: Sendable {}
+#endif
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public struct FfiConverterTypeStats: FfiConverterRustBuffer {
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> Stats {
+        return
+            try Stats(
+                outcomes: FfiConverterDictionaryStringUInt64.read(from: &buf), 
+                verifications: FfiConverterUInt64.read(from: &buf), 
+                verifyErrors: FfiConverterUInt64.read(from: &buf), 
+                cacheHits: FfiConverterUInt64.read(from: &buf), 
+                cacheMisses: FfiConverterUInt64.read(from: &buf), 
+                refreshes: FfiConverterUInt64.read(from: &buf), 
+                refreshFailures: FfiConverterUInt64.read(from: &buf), 
+                flushes: FfiConverterUInt64.read(from: &buf), 
+                flushFailures: FfiConverterUInt64.read(from: &buf), 
+                usagePending: FfiConverterUInt64.read(from: &buf), 
+                lastRefreshAgeMs: FfiConverterOptionUInt64.read(from: &buf), 
+                cachedKeys: FfiConverterUInt64.read(from: &buf)
+        )
+    }
+
+    public static func write(_ value: Stats, into buf: inout [UInt8]) {
+        FfiConverterDictionaryStringUInt64.write(value.outcomes, into: &buf)
+        FfiConverterUInt64.write(value.verifications, into: &buf)
+        FfiConverterUInt64.write(value.verifyErrors, into: &buf)
+        FfiConverterUInt64.write(value.cacheHits, into: &buf)
+        FfiConverterUInt64.write(value.cacheMisses, into: &buf)
+        FfiConverterUInt64.write(value.refreshes, into: &buf)
+        FfiConverterUInt64.write(value.refreshFailures, into: &buf)
+        FfiConverterUInt64.write(value.flushes, into: &buf)
+        FfiConverterUInt64.write(value.flushFailures, into: &buf)
+        FfiConverterUInt64.write(value.usagePending, into: &buf)
+        FfiConverterOptionUInt64.write(value.lastRefreshAgeMs, into: &buf)
+        FfiConverterUInt64.write(value.cachedKeys, into: &buf)
+    }
+}
+
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeStats_lift(_ buf: RustBuffer) throws -> Stats {
+    return try FfiConverterTypeStats.lift(buf)
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
+public func FfiConverterTypeStats_lower(_ value: Stats) -> RustBuffer {
+    return FfiConverterTypeStats.lower(value)
+}
+
+
+/**
  * The result of `verify` / `verify_header`: answer the request with `http_status` and, when
  * set, a `WWW-Authenticate: <www_authenticate>` header.
  */
@@ -2470,6 +2657,32 @@ fileprivate struct FfiConverterSequenceTypeKeyInfo: FfiConverterRustBuffer {
 #if swift(>=5.8)
 @_documentation(visibility: private)
 #endif
+fileprivate struct FfiConverterDictionaryStringUInt64: FfiConverterRustBuffer {
+    public static func write(_ value: [String: UInt64], into buf: inout [UInt8]) {
+        let len = Int32(value.count)
+        writeInt(&buf, len)
+        for (key, value) in value {
+            FfiConverterString.write(key, into: &buf)
+            FfiConverterUInt64.write(value, into: &buf)
+        }
+    }
+
+    public static func read(from buf: inout (data: Data, offset: Data.Index)) throws -> [String: UInt64] {
+        let len: Int32 = try readInt(&buf)
+        var dict = [String: UInt64]()
+        dict.reserveCapacity(Int(len))
+        for _ in 0..<len {
+            let key = try FfiConverterString.read(from: &buf)
+            let value = try FfiConverterUInt64.read(from: &buf)
+            dict[key] = value
+        }
+        return dict
+    }
+}
+
+#if swift(>=5.8)
+@_documentation(visibility: private)
+#endif
 fileprivate struct FfiConverterDictionaryStringString: FfiConverterRustBuffer {
     public static func write(_ value: [String: String], into buf: inout [UInt8]) {
         let len = Int32(value.count)
@@ -2572,6 +2785,9 @@ private let initializationResult: InitializationResult = {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_keystead_ffi_checksum_method_keystore_set_scopes() != 31723) {
+        return InitializationResult.apiChecksumMismatch
+    }
+    if (uniffi_keystead_ffi_checksum_method_keystore_stats() != 64628) {
         return InitializationResult.apiChecksumMismatch
     }
     if (uniffi_keystead_ffi_checksum_method_keystore_usage() != 46852) {

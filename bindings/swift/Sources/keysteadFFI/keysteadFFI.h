@@ -343,6 +343,11 @@ RustBuffer uniffi_keystead_ffi_fn_method_keystore_set_metadata(uint64_t ptr, Rus
 RustBuffer uniffi_keystead_ffi_fn_method_keystore_set_scopes(uint64_t ptr, RustBuffer id, RustBuffer scopes, RustCallStatus *_Nonnull out_status
 );
 #endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_STATS
+#define UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_STATS
+RustBuffer uniffi_keystead_ffi_fn_method_keystore_stats(uint64_t ptr, RustCallStatus *_Nonnull out_status
+);
+#endif
 #ifndef UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_USAGE
 #define UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_FN_METHOD_KEYSTORE_USAGE
 RustBuffer uniffi_keystead_ffi_fn_method_keystore_usage(uint64_t ptr, RustBuffer id, int64_t from_ms, int64_t to_ms, RustCallStatus *_Nonnull out_status
@@ -743,6 +748,12 @@ uint16_t uniffi_keystead_ffi_checksum_method_keystore_set_metadata(void
 #ifndef UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_CHECKSUM_METHOD_KEYSTORE_SET_SCOPES
 #define UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_CHECKSUM_METHOD_KEYSTORE_SET_SCOPES
 uint16_t uniffi_keystead_ffi_checksum_method_keystore_set_scopes(void
+    
+);
+#endif
+#ifndef UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_CHECKSUM_METHOD_KEYSTORE_STATS
+#define UNIFFI_FFIDEF_UNIFFI_KEYSTEAD_FFI_CHECKSUM_METHOD_KEYSTORE_STATS
+uint16_t uniffi_keystead_ffi_checksum_method_keystore_stats(void
     
 );
 #endif
