@@ -506,6 +506,13 @@ fn metrics_count_checks_by_status_with_a_latency_histogram() {
         "keystead_check_duration_seconds_bucket{le=\"+Inf\"} 4",
         "keystead_check_duration_seconds_count 4",
         "# TYPE keystead_check_duration_seconds histogram",
+        // The store handle's own counters (KeyStore::stats): the missing header never
+        // reached a cache lookup; the first valid check read the key, the other two did not.
+        "keystead_verifications_total{outcome=\"valid\"} 3",
+        "keystead_verifications_total{outcome=\"missing\"} 1",
+        "keystead_cache_misses_total 1",
+        "keystead_cache_hits_total 2",
+        "# TYPE keystead_usage_pending gauge",
     ] {
         assert!(
             r.body.lines().any(|l| l == line),

@@ -136,13 +136,95 @@ impl Metrics {
             self.connections_refused.load(Relaxed)
         );
 
-        // ---- the store's own counters (KeyStore::stats(), issue 18) ----
-        // The core's stats snapshot (outcomes, cache hits and misses, refreshes, flush
-        // failures, last refresh age) is rendered here, after the server's own series, once
-        // that API is in the core: `let stats = store.stats();` and one `# HELP`/`# TYPE`
-        // block per counter, named `keystead_store_*`.
-        let _ = store;
+        // The store handle's own counters (`KeyStore::stats`, docs/metrics.md), under the
+        // names the Python and Node examples give them.
+        render_store(&mut out, &store.stats());
         out
+    }
+}
+
+/// The series of `KeyStore::stats`: the same names as the prometheus_client and prom-client
+/// examples of the bindings, so a dashboard works whichever of them feeds it.
+fn render_store(out: &mut String, stats: &keystead::Stats) {
+    let _ = writeln!(
+        out,
+        "# HELP keystead_verifications_total Verifications by this server's store handle, by \
+         outcome.\n# TYPE keystead_verifications_total counter"
+    );
+    for (outcome, n) in stats.outcomes() {
+        let _ = writeln!(
+            out,
+            "keystead_verifications_total{{outcome=\"{}\"}} {n}",
+            outcome.as_str()
+        );
+    }
+    let counters = [
+        (
+            "keystead_verify_errors_total",
+            "Verifications that ended in an error, not an outcome (e.g. store unavailable).",
+            stats.verify_errors,
+        ),
+        (
+            "keystead_cache_hits_total",
+            "Verifications answered without reading a key record from the store.",
+            stats.cache_hits,
+        ),
+        (
+            "keystead_cache_misses_total",
+            "Verifications that read a key record from the store.",
+            stats.cache_misses,
+        ),
+        (
+            "keystead_refreshes_total",
+            "Reads of the store's change feed.",
+            stats.refreshes,
+        ),
+        (
+            "keystead_refresh_failures_total",
+            "Reads of the store's change feed that failed.",
+            stats.refresh_failures,
+        ),
+        (
+            "keystead_flushes_total",
+            "Batches of usage counts written to the store.",
+            stats.flushes,
+        ),
+        (
+            "keystead_flush_failures_total",
+            "Usage writes that failed (their counts are kept for the next flush).",
+            stats.flush_failures,
+        ),
+    ];
+    for (name, help, n) in counters {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {n}"
+        );
+    }
+    let gauges = [
+        (
+            "keystead_usage_pending",
+            "Successful verifications counted in memory, not yet written to the store.",
+            stats.usage_pending,
+        ),
+        (
+            "keystead_cached_keys",
+            "Keys whose record heads are in the record cache.",
+            stats.cached_keys,
+        ),
+    ];
+    for (name, help, n) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {n}");
+    }
+    // Absent until the first successful refresh: no made-up number for "never".
+    if let Some(age) = stats.last_refresh_age {
+        let _ = writeln!(
+            out,
+            "# HELP keystead_last_refresh_age_seconds Time since the change feed was last read \
+             successfully.\n# TYPE keystead_last_refresh_age_seconds gauge\n\
+             keystead_last_refresh_age_seconds {}",
+            age.as_secs_f64()
+        );
     }
 }
 
@@ -172,5 +254,37 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }
+    }
+
+    #[test]
+    fn the_store_counters_follow_the_server_series() {
+        let store = keystead::KeyStore::open("memory:", keystead::Options::new()).unwrap();
+        let created = store.create(keystead::NewKey::new("svc")).unwrap();
+        store.verify(created.key(), &[]).unwrap();
+        store.verify(created.key(), &[]).unwrap();
+        store.verify("not a key", &[]).unwrap();
+        let text = Metrics::default().render(&store);
+        for line in [
+            "keystead_verifications_total{outcome=\"valid\"} 2",
+            "keystead_verifications_total{outcome=\"malformed\"} 1",
+            "keystead_verifications_total{outcome=\"insufficient_scope\"} 0",
+            "keystead_cache_misses_total 1",
+            "keystead_cache_hits_total 1",
+            "keystead_usage_pending 2",
+            "# TYPE keystead_cached_keys gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
+        // Every series has its HELP and TYPE, and no name is declared twice.
+        let types: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ")).collect();
+        let mut names: Vec<&str> = types.iter().map(|l| l.split(' ').nth(2).unwrap()).collect();
+        names.sort_unstable();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "a metric declared twice:\n{text}");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("# HELP ")).count(),
+            count
+        );
     }
 }

@@ -11,8 +11,8 @@ use arc_swap::ArcSwap;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::cache::RecordCache;
-use super::flusher::Flusher;
 use super::counters::Counters;
+use super::flusher::Flusher;
 use crate::backend::{Backend, KeyRow, Read, Txn, UsageTotal};
 use crate::error::{Error, Result};
 use crate::hash::Hasher;
