@@ -29,6 +29,20 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, each once, in a fixed order (`valid` first): the order of
+    /// [`Stats::outcomes`](crate::Stats::outcomes), for tables indexed by outcome.
+    /// A later version may add outcomes at the end.
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Valid,
+        Outcome::Missing,
+        Outcome::Malformed,
+        Outcome::NotFound,
+        Outcome::Disabled,
+        Outcome::Revoked,
+        Outcome::Expired,
+        Outcome::InsufficientScope,
+    ];
+
     /// The stable snake_case code shared by every binding: `valid`, `missing`, `malformed`,
     /// `not_found`, `disabled`, `revoked`, `expired`, `insufficient_scope`.
     pub fn as_str(&self) -> &'static str {

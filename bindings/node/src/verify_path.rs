@@ -61,16 +61,7 @@ pub(crate) mod slot {
 
 /// The outcomes, indexed by `slot::CODE`; src/fast_verify.js gets their codes
 /// (`Outcome::as_str`) from [`tables_json`].
-pub(crate) const OUTCOMES: [Outcome; 8] = [
-    Outcome::Valid,
-    Outcome::Missing,
-    Outcome::Malformed,
-    Outcome::NotFound,
-    Outcome::Disabled,
-    Outcome::Revoked,
-    Outcome::Expired,
-    Outcome::InsufficientScope,
-];
+pub(crate) const OUTCOMES: [Outcome; 8] = Outcome::ALL;
 /// Key statuses, indexed by `slot::STATUS` (names from `KeyStatus::as_str`, see [`tables_json`]).
 pub(crate) const STATUSES: [KeyStatus; 4] = [
     KeyStatus::Active,

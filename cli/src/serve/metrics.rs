@@ -6,17 +6,8 @@ use std::time::Duration;
 
 /// The statuses a check answers with; anything else is counted as `other`.
 const STATUSES: [u16; 7] = [204, 400, 401, 403, 431, 500, 503];
-/// The outcomes of the core, in the order of `keystead::Outcome`'s codes.
-const OUTCOMES: [&str; 8] = [
-    "valid",
-    "missing",
-    "malformed",
-    "not_found",
-    "disabled",
-    "revoked",
-    "expired",
-    "insufficient_scope",
-];
+/// The outcomes of the core, in its order (`Outcome::ALL`), named by their codes.
+const OUTCOMES: [keystead::Outcome; 8] = keystead::Outcome::ALL;
 /// Upper bounds of the latency histogram's buckets, in seconds.
 const BUCKETS: [f64; 14] = [
     0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -42,7 +33,7 @@ impl Metrics {
             .position(|&s| s == status)
             .unwrap_or(STATUSES.len());
         self.by_status[slot].fetch_add(1, Relaxed);
-        if let Some(i) = outcome.and_then(|o| OUTCOMES.iter().position(|&x| x == o)) {
+        if let Some(i) = outcome.and_then(|o| OUTCOMES.iter().position(|x| x.as_str() == o)) {
             self.by_outcome[i].fetch_add(1, Relaxed);
         }
         let secs = elapsed.as_secs_f64();
@@ -97,7 +88,8 @@ impl Metrics {
             let n = self.by_outcome[i].load(Relaxed);
             let _ = writeln!(
                 out,
-                "keystead_check_outcomes_total{{outcome=\"{outcome}\"}} {n}"
+                "keystead_check_outcomes_total{{outcome=\"{}\"}} {n}",
+                outcome.as_str()
             );
         }
 
