@@ -163,7 +163,9 @@ for m in (keystead, native):
 print("import keystead ->", keystead.__file__)
 print("native module   ->", native.__file__)'
     status=0
-    PYTHONPATH=$work/py "$venv/bin/python" -m pytest -q -p keystead_installed_check \
+    # Under a throwaway PostgreSQL server, for tests/test_postgres.py (scripts/test-postgres.sh).
+    PYTHONPATH=$work/py bash "$root/scripts/test-postgres.sh" -- \
+        "$venv/bin/python" -m pytest -q -p keystead_installed_check \
         -c "$root/bindings/python/pyproject.toml" --rootdir "$root/bindings/python" \
         "$root/bindings/python/tests" || status=$?
     [ "$status" -ne 5 ] || fail "pytest collected no tests"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Python binding (bindings/python) into a venv under target/ and runs its checks:
 # mypy --strict on the package's Python modules, the tests and the examples; stubtest on the
-# installed package (the native module's stubs and the pure-Python modules); pytest.
+# installed package (the native module's stubs and the pure-Python modules); pytest, under a
+# throwaway PostgreSQL server for the fleet-mode tests (scripts/test-postgres.sh).
 # Needs only python3 (with venv and pip) and the Rust toolchain; installs the rest from PyPI.
 # Idempotent: the venv and its tools are reused while requirements-dev.txt is unchanged, and
 # cargo rebuilds only what changed.
@@ -44,7 +45,10 @@ step "mypy --strict (the pure-Python package, tests, examples) and stubtest"
 
 step "pytest"
 status=0
-(cd "$binding" && "$py" -m pytest -q) || status=$?
+# Under a throwaway PostgreSQL server (scripts/test-postgres.sh installs and starts one, or
+# uses $KEYSTEAD_TEST_PG_URL): tests/test_postgres.py runs the binding in fleet mode.
+bash scripts/test-postgres.sh -- bash -c 'cd "$1" && "$2" -m pytest -q' _ "$binding" "$py" \
+    || status=$?
 if [ "$status" -eq 5 ]; then
     echo "pytest collected no tests: that is a failure" >&2
     exit 1

@@ -63,7 +63,7 @@ ALL_CODES = {
 }
 
 
-def run_lifecycle(case: dict[str, Any], path: Path) -> set[str]:
+def run_lifecycle(case: dict[str, Any], path: Path | str) -> set[str]:
     """Runs one script of lifecycle.json; returns the outcome codes it reached."""
     seen: set[str] = set()
     keys: dict[str, tuple[str, str]] = {}  # name -> (key, id)
