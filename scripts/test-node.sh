@@ -25,7 +25,9 @@ fi
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-npm test 2>&1 | tee "$log"
+# Under a throwaway PostgreSQL server (scripts/test-postgres.sh installs and starts one, or uses
+# $KEYSTEAD_TEST_PG_URL): test/postgres.test.js runs the binding in fleet mode.
+bash ../../scripts/test-postgres.sh -- npm test 2>&1 | tee "$log"
 
 tests="$(grep -aoE '^(# |ℹ )tests [0-9]+' "$log" | tail -n 1 | grep -oE '[0-9]+$' || true)"
 if [ -z "$tests" ] || [ "$tests" -eq 0 ]; then

@@ -5,6 +5,7 @@ const assert = require('node:assert/strict')
 
 const { KeyStore } = require('..')
 const { loadVectors, tempStorePath } = require('./helpers/common')
+const { runLifecycle } = require('./helpers/lifecycle')
 
 const keys = loadVectors('keys.json')
 const headers = loadVectors('headers.json')
@@ -60,63 +61,6 @@ test('well-formed vector keys are not_found in a store that holds other keys', (
     assert.equal(store.verify(c.key).code, 'not_found', c.name)
   }
 })
-
-// Runs one script of lifecycle.json; returns the outcome codes it reached.
-function runLifecycle(c) {
-  const store = KeyStore.open(tempStorePath(), { prefix: 'ks' })
-  const seen = new Set()
-  const keys = {} // name -> { key, id }
-  try {
-    c.steps.forEach((step, i) => {
-      const at = `${c.name}, step ${i}`
-      const id = () => keys[step.key].id
-      switch (step.op) {
-        case 'create': {
-          const created = store.create({ name: step.name, scopes: step.scopes })
-          keys[step.as] = { key: created.key, id: created.info.id }
-          break
-        }
-        case 'disable':
-        case 'enable':
-        case 'revoke':
-        case 'delete':
-          store[step.op](id())
-          break
-        case 'set_scopes':
-          store.setScopes(id(), step.scopes)
-          break
-        case 'rotate': {
-          const rotated = store.rotate(id(), { graceMs: step.grace_ms })
-          keys[step.as] = { key: rotated.key, id: rotated.info.id }
-          break
-        }
-        case 'verify':
-        case 'verify_header': {
-          let check
-          if (step.op === 'verify') {
-            const presented = step.raw !== undefined ? step.raw : keys[step.key].key
-            check = store.verify(presented, { scopes: step.scopes })
-          } else {
-            let header = step.header
-            for (const [name, { key }] of Object.entries(keys)) header = header.replaceAll(`{${name}}`, key)
-            check = store.verifyHeader(header, { scopes: step.scopes })
-          }
-          assert.equal(check.code, step.expect.code, at)
-          assert.equal(check.httpStatus, step.expect.http_status, at)
-          assert.equal(check.wwwAuthenticate, step.expect.www_authenticate, at)
-          assert.equal(check.ok, step.expect.code === 'valid', at)
-          seen.add(check.code)
-          break
-        }
-        default:
-          assert.fail(`${at}: unknown op ${step.op}`)
-      }
-    })
-  } finally {
-    store.close()
-  }
-  return seen
-}
 
 test('lifecycle.json: scripted admin steps give the expected outcomes, all eight codes', () => {
   const seen = new Set()
