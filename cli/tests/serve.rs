@@ -189,6 +189,38 @@ fn the_scopes_file_is_matched_against_the_forwarded_method_and_uri() {
 }
 
 #[test]
+fn a_forwarded_uri_or_method_given_twice_is_refused_not_first_wins() {
+    // A gateway that appends its X-Forwarded-Uri (HAProxy `add-header`, a proxy chain) after
+    // the client's own must not let the client's, coming first, pick the rule.
+    let store = TestStore::new();
+    let (reader, _) = store.create("reader", &["base", "chat:read"]);
+    let table = store.dir.path().join("scopes.txt");
+    std::fs::write(&table, TABLE).unwrap();
+    let server = Server::start(&store, &["--scopes-file", table.to_str().unwrap()]);
+    let auth = format!("Bearer {reader}");
+    let r = server.get(
+        "/check",
+        &[
+            ("Authorization", &auth),
+            ("X-Forwarded-Method", "POST"),
+            ("X-Forwarded-Uri", "/v1/public/x"),
+            ("X-Forwarded-Uri", "/v1/chat/completions"),
+        ],
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = server.get(
+        "/check",
+        &[
+            ("Authorization", &auth),
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Method", "POST"),
+            ("X-Forwarded-Uri", "/v1/chat/completions"),
+        ],
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+}
+
+#[test]
 fn a_bad_scopes_file_or_a_remote_address_is_refused_at_start() {
     let store = TestStore::new();
     store.cli(&["init"]);
