@@ -270,6 +270,43 @@ mod tests {
         }
     }
 
+    // Express (and ASP.NET, IIS) route `/V1/ADMIN` to the `/v1/admin` handler by default: the
+    // rule written for it must cover that spelling too.
+    #[test]
+    fn a_rule_covers_the_paths_other_case() {
+        let table = ScopeTable::parse("* /v1/admin admin\n").unwrap();
+        assert_eq!(table.lookup("GET", "/V1/Admin/users"), ["admin"]);
+    }
+
+    // `/admin/` as a prefix: `/admin` is the same resource for most routers (Express,
+    // non-strict routing; a redirect elsewhere), so it must not need less.
+    #[test]
+    fn a_prefix_with_a_trailing_slash_covers_the_path_without_it() {
+        let table = ScopeTable::parse("* /v1/admin/ admin\n").unwrap();
+        assert_eq!(table.lookup("GET", "/v1/admin"), ["admin"]);
+        assert_eq!(table.lookup("GET", "/v1/admin/x"), ["admin"]);
+    }
+
+    // Servlet containers (Tomcat, Jetty) drop `;params` from a segment before routing, and
+    // Windows/IIS drops trailing dots: `/v1/admin;x/users` is `/v1/admin/users` to them.
+    #[test]
+    fn path_parameters_and_trailing_dots_do_not_escape_a_rule() {
+        let table = ScopeTable::parse("* /v1/admin admin\n").unwrap();
+        assert_eq!(table.lookup("GET", "/v1/admin;x=1/users"), ["admin"]);
+        assert_eq!(table.lookup("GET", "/v1;/admin"), ["admin"]);
+        assert_eq!(table.lookup("GET", "/v1/admin./users"), ["admin"]);
+    }
+
+    // HEAD is GET without the body (RFC 9110 §9.3.2), and frameworks answer it with the GET
+    // handler: a GET rule must cover it.
+    #[test]
+    fn a_get_rule_covers_head() {
+        let table = ScopeTable::parse("GET /v1/admin admin\n* /v1 base\n").unwrap();
+        assert_eq!(table.lookup("HEAD", "/v1/admin"), ["admin"]);
+        assert_eq!(table.lookup("HEAD", "/v1/other"), ["base"]);
+        assert_eq!(table.lookup("GET", "/v1/admin"), ["admin"]);
+    }
+
     #[test]
     fn names_are_percent_encoded_ascii() {
         assert_eq!(encode_name("dev-server_1.x~"), "dev-server_1.x~");
