@@ -438,9 +438,20 @@ async fn handle(state: &Arc<State>, req: &Request<Incoming>) -> Response<Body> {
     response
 }
 
-/// The first value of the first header that is present.
-fn first_header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a HeaderValue> {
-    names.iter().find_map(|n| headers.get(*n))
+/// The value of the first of `names` that is present; `Err` if that header is given more than
+/// once (a gateway that appends its own after the client's would otherwise lose to it).
+fn first_header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Result<Option<&'a HeaderValue>, ()> {
+    for name in names {
+        let mut values = headers.get_all(*name).iter();
+        if let Some(value) = values.next() {
+            return if values.next().is_some() {
+                Err(())
+            } else {
+                Ok(Some(value))
+            };
+        }
+    }
+    Ok(None)
 }
 
 /// The scopes a request needs: the table's for the forwarded method and path, plus those of
@@ -449,14 +460,18 @@ fn required_scopes(state: &State, req: &Request<Incoming>) -> Result<Vec<String>
     let headers = req.headers();
     let mut scopes: Vec<String> = Vec::new();
     if !state.table.is_empty() {
-        let method = match first_header(headers, &["x-forwarded-method", "x-original-method"]) {
+        let method = first_header(headers, &["x-forwarded-method", "x-original-method"])
+            .map_err(|()| "the forwarded method is given twice\n")?;
+        let method = match method {
             Some(v) => v
                 .to_str()
                 .map_err(|_| "the forwarded method is not text\n")?
                 .to_owned(),
             None => req.method().as_str().to_owned(),
         };
-        let path = match first_header(headers, &["x-forwarded-uri", "x-original-uri"]) {
+        let path = first_header(headers, &["x-forwarded-uri", "x-original-uri"])
+            .map_err(|()| "the forwarded URI is given twice\n")?;
+        let path = match path {
             Some(v) => v
                 .to_str()
                 .map_err(|_| "the forwarded URI is not text\n")?
