@@ -487,7 +487,7 @@ fn required_scopes(state: &State, req: &Request<Incoming>) -> Result<Vec<String>
             }
         };
         let path = normalize_path(&path).map_err(|_| "the forwarded URI is not a usable path\n")?;
-        scopes.extend(state.table.lookup(&method, &path).iter().cloned());
+        scopes.extend(state.table.lookup(&method, &path));
     }
     for value in headers.get_all("x-keystead-required-scopes") {
         let text = value

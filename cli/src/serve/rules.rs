@@ -14,8 +14,9 @@ struct Rule {
 }
 
 /// The per-path table: the most specific rule (longest prefix, then a method rule before a
-/// `*` one) that matches a request decides its scopes; a request no rule matches needs a valid
-/// key and no scope.
+/// `*` one) that matches a request decides its scopes, for each reading of its path a backend
+/// may route (see [`ScopeTable::lookup`]); a request no rule matches needs a valid key and no
+/// scope.
 #[derive(Debug, Clone, Default)]
 pub struct ScopeTable {
     rules: Vec<Rule>,
@@ -46,7 +47,7 @@ impl ScopeTable {
     /// One rule a line: `METHOD PATH-PREFIX [SCOPE...]`, fields separated by spaces or tabs;
     /// METHOD is an HTTP method or `*` for any; PATH-PREFIX starts with `/` and matches itself
     /// and every path below it (whole segments: `/v1/chat` matches `/v1/chat/x`, not
-    /// `/v1/chatx`); no scope means a valid key is enough. Blank lines and lines starting
+    /// `/v1/chatx`; a trailing `/` is ignored); no scope means a valid key is enough. Blank lines and lines starting
     /// with `#` are ignored. The same method and prefix twice is an error.
     pub fn parse(text: &str) -> Result<ScopeTable, TableError> {
         let mut rules: Vec<Rule> = Vec::new();
@@ -77,7 +78,10 @@ impl ScopeTable {
                     method.escape_debug()
                 )));
             };
+            // `/v1/admin/` is the prefix `/v1/admin`: it covers `/v1/admin` itself, which most
+            // routers serve as the same resource.
             let prefix = match normalize_path(prefix) {
+                Ok(p) if p.len() > 1 && p.ends_with('/') => p[..p.len() - 1].to_owned(),
                 Ok(p) => p,
                 Err(why) => {
                     return Err(err(format!(
@@ -118,31 +122,65 @@ impl ScopeTable {
     }
 
     /// The scopes a request needs; `path` has gone through [`normalize_path`].
-    pub fn lookup(&self, method: &str, path: &str) -> &[String] {
-        let mut best: Option<&Rule> = None;
-        for rule in &self.rules {
-            if let Some(m) = &rule.method {
-                if !m.eq_ignore_ascii_case(method) {
-                    continue;
+    ///
+    /// Backends do not all route a path the same way: some fold case (Express, ASP.NET), some
+    /// drop `;params` from a segment (servlet containers) or trailing dots (IIS), and most
+    /// answer HEAD with the GET handler. The path is looked up as written and in each of those
+    /// readings, and the request needs the scopes of every rule so found: another spelling of
+    /// a path can only need more, never less.
+    pub fn lookup(&self, method: &str, path: &str) -> Vec<String> {
+        let lenient = strip_segment_suffixes(path);
+        let mut scopes: Vec<String> = Vec::new();
+        for candidate in [path, lenient.as_str()] {
+            for fold in [false, true] {
+                if let Some(rule) = self.best(method, candidate, fold) {
+                    scopes.extend(rule.scopes.iter().cloned());
                 }
             }
-            if !prefix_matches(&rule.prefix, path) {
+        }
+        scopes.sort_unstable();
+        scopes.dedup();
+        scopes
+    }
+
+    /// The most specific rule for one reading of a request: the longest prefix, then a rule
+    /// for the method, then a GET rule for a HEAD request, then `*`.
+    fn best(&self, method: &str, path: &str, fold: bool) -> Option<&Rule> {
+        let folded;
+        let path = if fold {
+            folded = path.to_lowercase();
+            folded.as_str()
+        } else {
+            path
+        };
+        let mut best: Option<(&Rule, u8)> = None;
+        for rule in &self.rules {
+            let rank = match &rule.method {
+                None => 0,
+                Some(m) if m.eq_ignore_ascii_case(method) => 2,
+                Some(m) if m == "GET" && method.eq_ignore_ascii_case("HEAD") => 1,
+                Some(_) => continue,
+            };
+            let matched = if fold {
+                prefix_matches(&rule.prefix.to_lowercase(), path)
+            } else {
+                prefix_matches(&rule.prefix, path)
+            };
+            if !matched {
                 continue;
             }
             let better = match best {
                 None => true,
-                Some(b) => {
+                Some((b, b_rank)) => {
                     rule.prefix.len() > b.prefix.len()
-                        || (rule.prefix.len() == b.prefix.len()
-                            && rule.method.is_some()
-                            && b.method.is_none())
+                        || (rule.prefix.len() == b.prefix.len() && rank > b_rank)
                 }
             };
             if better {
-                best = Some(rule);
+                best = Some((rule, rank));
             }
         }
-        best.map_or(&[], |r| &r.scopes)
+        best.map(|(rule, _)| rule)
     }
 }
 
@@ -151,9 +189,27 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
         return true;
     }
     match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
         None => false,
     }
+}
+
+/// A normalized path with each segment's `;params` and trailing dots cut off, as a servlet
+/// container or IIS would route it (`/v1/admin;x/a./b` is `/v1/admin/a/b`).
+fn strip_segment_suffixes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for segment in path.split('/') {
+        let segment = segment.split(';').next().unwrap_or("");
+        let segment = segment.trim_end_matches('.');
+        if !segment.is_empty() {
+            out.push('/');
+            out.push_str(segment);
+        }
+    }
+    if out.is_empty() || path.ends_with('/') {
+        out.push('/');
+    }
+    out
 }
 
 /// The path of a request URI as the table sees it: the query and fragment cut off,
@@ -245,6 +301,7 @@ mod tests {
             ("P0ST /a x\n", 1),
             ("* a x\n", 1),
             ("* /a x\n* //a y\n", 2),
+            ("* /a x\n* /a/ y\n", 2),
             ("* /a/../b x\n", 1),
         ] {
             let e = ScopeTable::parse(text).unwrap_err();
