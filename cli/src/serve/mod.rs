@@ -274,12 +274,18 @@ async fn run(state: Arc<State>, listen: Listen, limits: Limits) -> Result<(), Fa
             .map_err(|e| Failure::operational(format!("cannot read the bound address: {e}")))?,
         Listener::Unix(_, path) => format!("unix:{}", path.display()),
     };
+    // Watched before the server says it is listening (a supervisor may stop it the moment it
+    // reads that line), and for the whole loop: a `ctrl_c()` future made anew each turn would
+    // miss a SIGINT delivered between two turns.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigterm = signal(SignalKind::terminate())
+        .map_err(|e| Failure::operational(format!("cannot watch SIGTERM: {e}")))?;
+    let mut sigint = signal(SignalKind::interrupt())
+        .map_err(|e| Failure::operational(format!("cannot watch SIGINT: {e}")))?;
     // The one line on stdout: what a script or test reads to find the server.
     println!("listening on {shown}");
     let _ = std::io::stdout().flush();
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Failure::operational(format!("cannot watch SIGTERM: {e}")))?;
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -293,7 +299,7 @@ async fn run(state: Arc<State>, listen: Listen, limits: Limits) -> Result<(), Fa
     loop {
         let accepted = tokio::select! {
             _ = sigterm.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = sigint.recv() => break,
             accepted = accept(&listener) => accepted,
         };
         let stream = match accepted {
