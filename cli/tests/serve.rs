@@ -221,6 +221,51 @@ fn a_forwarded_uri_or_method_given_twice_is_refused_not_first_wins() {
 }
 
 #[test]
+fn x_forwarded_and_x_original_that_disagree_are_refused() {
+    // An nginx config that sets only X-Original-URI (nginx's own auth_request example) passes
+    // the client's X-Forwarded-Uri through, and keystead prefers that one: the client's path
+    // would choose the rule. Two sources that disagree cannot be judged.
+    let store = TestStore::new();
+    let (reader, _) = store.create("reader", &["base", "chat:read"]);
+    let table = store.dir.path().join("scopes.txt");
+    std::fs::write(&table, TABLE).unwrap();
+    let server = Server::start(&store, &["--scopes-file", table.to_str().unwrap()]);
+    let auth = format!("Bearer {reader}");
+    let r = server.get(
+        "/check",
+        &[
+            ("Authorization", &auth),
+            ("X-Forwarded-Uri", "/v1/public/x"),
+            ("X-Original-Method", "POST"),
+            ("X-Original-URI", "/v1/chat/completions"),
+        ],
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = server.get(
+        "/check",
+        &[
+            ("Authorization", &auth),
+            ("X-Forwarded-Method", "GET"),
+            ("X-Original-Method", "POST"),
+            ("X-Original-URI", "/v1/chat/completions"),
+        ],
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    // The same value in both is no conflict.
+    let r = server.get(
+        "/check",
+        &[
+            ("Authorization", &auth),
+            ("X-Forwarded-Method", "GET"),
+            ("X-Original-Method", "GET"),
+            ("X-Forwarded-Uri", "/v1/chat/x"),
+            ("X-Original-URI", "/v1/chat/x"),
+        ],
+    );
+    assert_eq!(r.status, 204, "{r:?}");
+}
+
+#[test]
 fn a_bad_scopes_file_or_a_remote_address_is_refused_at_start() {
     let store = TestStore::new();
     store.cli(&["init"]);
