@@ -444,20 +444,24 @@ async fn handle(state: &Arc<State>, req: &Request<Incoming>) -> Response<Body> {
     response
 }
 
-/// The value of the first of `names` that is present; `Err` if that header is given more than
-/// once (a gateway that appends its own after the client's would otherwise lose to it).
-fn first_header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Result<Option<&'a HeaderValue>, ()> {
+/// The one value the headers `names` carry; `Err` if they carry different values (a header
+/// given twice, or X-Forwarded-* and X-Original-* that disagree): a gateway that appends its
+/// own after the client's, or sets only one of the pair and passes the client's other, would
+/// otherwise let the client's choose the rule.
+fn forwarded_header<'a>(
+    headers: &'a HeaderMap,
+    names: &[&str],
+) -> Result<Option<&'a HeaderValue>, ()> {
+    let mut found: Option<&HeaderValue> = None;
     for name in names {
-        let mut values = headers.get_all(*name).iter();
-        if let Some(value) = values.next() {
-            return if values.next().is_some() {
-                Err(())
-            } else {
-                Ok(Some(value))
-            };
+        for value in headers.get_all(*name) {
+            match found {
+                Some(seen) if seen != value => return Err(()),
+                _ => found = Some(value),
+            }
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 /// The scopes a request needs: the table's for the forwarded method and path, plus those of
@@ -466,8 +470,8 @@ fn required_scopes(state: &State, req: &Request<Incoming>) -> Result<Vec<String>
     let headers = req.headers();
     let mut scopes: Vec<String> = Vec::new();
     if !state.table.is_empty() {
-        let method = first_header(headers, &["x-forwarded-method", "x-original-method"])
-            .map_err(|()| "the forwarded method is given twice\n")?;
+        let method = forwarded_header(headers, &["x-forwarded-method", "x-original-method"])
+            .map_err(|()| "the forwarded method headers disagree\n")?;
         let method = match method {
             Some(v) => v
                 .to_str()
@@ -475,8 +479,8 @@ fn required_scopes(state: &State, req: &Request<Incoming>) -> Result<Vec<String>
                 .to_owned(),
             None => req.method().as_str().to_owned(),
         };
-        let path = first_header(headers, &["x-forwarded-uri", "x-original-uri"])
-            .map_err(|()| "the forwarded URI is given twice\n")?;
+        let path = forwarded_header(headers, &["x-forwarded-uri", "x-original-uri"])
+            .map_err(|()| "the forwarded URI headers disagree\n")?;
         let path = match path {
             Some(v) => v
                 .to_str()
