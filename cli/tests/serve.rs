@@ -318,6 +318,25 @@ fn an_oversized_request_head_gets_431_and_the_server_goes_on() {
 }
 
 #[test]
+fn metrics_do_not_show_a_431_series_that_never_counts() {
+    // hyper answers an oversized head itself, before the check: a
+    // `keystead_check_requests_total{status="431"}` series would read 0 while 431s are sent.
+    let store = TestStore::new();
+    store.create("svc", &[]);
+    let server = Server::start(&store, &[]);
+    let big = "a".repeat(9 * 1024);
+    assert_eq!(server.get("/check", &[("X-Padding", &big)]).status, 431);
+    let body = server.get("/metrics", &[]).body;
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("keystead_check_requests_total{status=\"431\"}"));
+    assert!(
+        line.is_none() || line == Some("keystead_check_requests_total{status=\"431\"} 1"),
+        "{line:?}"
+    );
+}
+
+#[test]
 fn slow_and_garbage_clients_do_not_stall_others_and_are_cut_off() {
     let store = TestStore::new();
     let (key, _) = store.create("svc", &[]);
