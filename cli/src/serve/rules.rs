@@ -327,6 +327,21 @@ mod tests {
         }
     }
 
+    // A backend (or a proxy in front of it) that decodes once more than keystead turns
+    // `%252e%252e` into `..`: `/v1/public/%252e%252e/admin` is `/v1/admin` to it, while the
+    // table would match it by the `/v1/public` rule. Refused, like a `..` segment.
+    #[test]
+    fn a_doubly_encoded_escape_is_refused() {
+        for bad in [
+            "/v1/public/%252e%252e/admin",
+            "/v1/public%252F..%252Fadmin",
+            "/v1/%2561dmin",
+        ] {
+            assert!(normalize_path(bad).is_err(), "{bad}");
+        }
+        assert_eq!(normalize_path("/files/100%25").unwrap(), "/files/100%");
+    }
+
     // Express (and ASP.NET, IIS) route `/V1/ADMIN` to the `/v1/admin` handler by default: the
     // rule written for it must cover that spelling too.
     #[test]
