@@ -215,7 +215,8 @@ fn strip_segment_suffixes(path: &str) -> String {
 /// The path of a request URI as the table sees it: the query and fragment cut off,
 /// percent-escapes decoded, repeated slashes collapsed. Refused (so that no spelling of a path
 /// escapes the rule written for it): a path that does not start with `/`, bad or NUL
-/// escapes, text that is not UTF-8, control characters, and `.` or `..` segments (a gateway
+/// escapes, doubly encoded escapes (`%252e`), text that is not UTF-8, control characters,
+/// and `.` or `..` segments (a gateway
 /// that normalizes would not forward them; one that does not would route them elsewhere).
 pub fn normalize_path(uri: &str) -> Result<String, &'static str> {
     let path = uri.split(['?', '#']).next().unwrap_or("");
@@ -244,6 +245,13 @@ pub fn normalize_path(uri: &str) -> Result<String, &'static str> {
     let text = String::from_utf8(decoded).map_err(|_| "is not UTF-8 once decoded")?;
     if text.chars().any(char::is_control) {
         return Err("has a control character");
+    }
+    // `%252e` is `%2e` once decoded: a backend that decodes again would see another path.
+    let t = text.as_bytes();
+    if (0..t.len().saturating_sub(2))
+        .any(|i| t[i] == b'%' && t[i + 1].is_ascii_hexdigit() && t[i + 2].is_ascii_hexdigit())
+    {
+        return Err("has a doubly encoded percent-escape");
     }
     let mut out = String::with_capacity(text.len());
     for segment in text.split('/').filter(|s| !s.is_empty()) {
