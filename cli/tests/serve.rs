@@ -337,6 +337,47 @@ fn metrics_do_not_show_a_431_series_that_never_counts() {
 }
 
 #[test]
+fn a_client_that_never_reads_its_answers_is_cut_off_too() {
+    // Pipelined checks whose answers are never read: once the socket buffers are full the
+    // server waits to write, where --header-timeout does not apply. At --max-connections such
+    // clients would refuse everyone else with 503 for as long as they stay connected.
+    let store = TestStore::new();
+    let (key, _) = store.create("svc", &[]);
+    let server = Server::start(
+        &store,
+        &["--header-timeout", "300ms", "--max-connections", "1"],
+    );
+    let mut stuck = TcpStream::connect(&server.addr).unwrap();
+    stuck.set_nonblocking(true).unwrap();
+    let requests = "GET /check HTTP/1.1\r\nHost: t\r\n\r\n".repeat(1000);
+    let mut blocked_since: Option<Instant> = None;
+    let started = Instant::now();
+    // Write until the server has stopped reading for a while (its writes are blocked).
+    while blocked_since.is_none_or(|t| t.elapsed() < Duration::from_secs(1)) {
+        assert!(
+            started.elapsed() < GUARD,
+            "the server never stopped reading"
+        );
+        match stuck.write(requests.as_bytes()) {
+            Ok(_) => blocked_since = None,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                blocked_since.get_or_insert_with(Instant::now);
+                thread::sleep(Duration::from_millis(20));
+            }
+            // Cut off already.
+            Err(_) => break,
+        }
+    }
+    // The stuck connection is closed in time, and the slot serves another client.
+    let auth = format!("Bearer {key}");
+    poll(|| {
+        let r = server.get("/check", &[("Authorization", &auth)]);
+        (r.status == 204).then_some(())
+    });
+    drop(stuck);
+}
+
+#[test]
 fn slow_and_garbage_clients_do_not_stall_others_and_are_cut_off() {
     let store = TestStore::new();
     let (key, _) = store.create("svc", &[]);
