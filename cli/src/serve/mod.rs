@@ -11,10 +11,13 @@ mod metrics;
 mod rules;
 
 use std::convert::Infallible;
-use std::io::Write as _;
+use std::future::Future as _;
+use std::io::{self, Write as _};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -58,8 +61,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
-    /// How long a client may take to send a request head, and how long an idle keep-alive
-    /// connection stays open
+    /// How long a client may take to send a request head, how long an idle keep-alive
+    /// connection stays open, and how long an answer may wait for the client to read it
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = short_duration)]
     header_timeout: Duration,
     /// How long a check may take before it is answered 503
@@ -293,6 +296,8 @@ async fn run(state: Arc<State>, listen: Listen, limits: Limits) -> Result<(), Fa
         .max_header_size(MAX_HEADER_BYTES)
         .max_buf_size(2 * MAX_HEADER_BYTES);
     let builder = Arc::new(builder);
+    // A client that does not read its answers gets as long as one that is slow to send a head.
+    let write_timeout = limits.header_timeout;
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
 
@@ -319,9 +324,11 @@ async fn run(state: Arc<State>, listen: Listen, limits: Limits) -> Result<(), Fa
         match stream {
             Stream::Tcp(s) => {
                 let _ = s.set_nodelay(true);
-                spawn_connection(&state, &builder, &graceful, s, permit);
+                spawn_connection(&state, &builder, &graceful, s, write_timeout, permit);
             }
-            Stream::Unix(s) => spawn_connection(&state, &builder, &graceful, s, permit),
+            Stream::Unix(s) => {
+                spawn_connection(&state, &builder, &graceful, s, write_timeout, permit)
+            }
         }
     }
     // Stop accepting: the listener goes first, then the connections finish what they have.
@@ -377,6 +384,7 @@ fn spawn_connection<S>(
     builder: &hyper::server::conn::http1::Builder,
     graceful: &hyper_util::server::graceful::GracefulShutdown,
     stream: S,
+    write_timeout: Duration,
     permit: OwnedSemaphorePermit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -386,7 +394,8 @@ fn spawn_connection<S>(
         let state = Arc::clone(&handler_state);
         async move { Ok::<_, Infallible>(handle(&state, &req).await) }
     });
-    let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+    let io = TokioIo::new(WriteTimeout::new(stream, write_timeout));
+    let conn = graceful.watch(builder.serve_connection(io, service));
     let state = Arc::clone(state);
     state.metrics.connection_opened();
     tokio::spawn(async move {
@@ -395,6 +404,93 @@ fn spawn_connection<S>(
         state.metrics.connection_closed();
         drop(permit);
     });
+}
+
+/// A connection whose writes wait at most `limit` for the client to take the bytes: hyper's
+/// header timeout does not run while it waits to write, so a client that pipelines requests
+/// and never reads the answers would otherwise hold its connection (and a slot of
+/// `--max-connections`) for as long as it likes.
+struct WriteTimeout<S> {
+    inner: S,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteTimeout<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        WriteTimeout {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Passes on a write's result; a write still pending after `limit` is an error.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client does not read its answers",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, polled)
+    }
 }
 
 type Body = Full<Bytes>;
