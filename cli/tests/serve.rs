@@ -266,6 +266,38 @@ fn x_forwarded_and_x_original_that_disagree_are_refused() {
 }
 
 #[test]
+fn a_forwarded_uri_with_raw_utf8_is_matched_like_its_percent_encoded_form() {
+    // nginx's $request_uri and Caddy's {uri} carry a client's raw UTF-8 path bytes as they
+    // came; the table decodes `%C3%A4` to `ä`, so the raw `ä` is the same path.
+    let store = TestStore::new();
+    let (reader, _) = store.create("reader", &["base", "chat:read"]);
+    let table = store.dir.path().join("scopes.txt");
+    std::fs::write(&table, TABLE).unwrap();
+    let server = Server::start(&store, &["--scopes-file", table.to_str().unwrap()]);
+    let auth = format!("Bearer {reader}");
+    for uri in ["/v1/public/%C3%A4", "/v1/public/ä"] {
+        let r = server.get(
+            "/check",
+            &[
+                ("Authorization", &auth),
+                ("X-Forwarded-Method", "GET"),
+                ("X-Forwarded-Uri", uri),
+            ],
+        );
+        assert_eq!(r.status, 204, "{uri}: {r:?}");
+    }
+    let r = server.get(
+        "/check",
+        &[
+            ("Authorization", &auth),
+            ("X-Forwarded-Method", "POST"),
+            ("X-Forwarded-Uri", "/v1/chat/ä"),
+        ],
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+}
+
+#[test]
 fn a_bad_scopes_file_or_a_remote_address_is_refused_at_start() {
     let store = TestStore::new();
     store.cli(&["init"]);
