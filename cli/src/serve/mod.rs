@@ -578,9 +578,10 @@ fn required_scopes(state: &State, req: &Request<Incoming>) -> Result<Vec<String>
         let path = forwarded_header(headers, &["x-forwarded-uri", "x-original-uri"])
             .map_err(|()| "the forwarded URI headers disagree\n")?;
         let path = match path {
-            Some(v) => v
-                .to_str()
-                .map_err(|_| "the forwarded URI is not text\n")?
+            // Raw UTF-8 as a gateway passes a client's path on (`to_str` is visible ASCII only);
+            // normalize_path refuses control characters.
+            Some(v) => std::str::from_utf8(v.as_bytes())
+                .map_err(|_| "the forwarded URI is not UTF-8\n")?
                 .to_owned(),
             // Envoy's ext_authz sends the original path behind its `path_prefix` (/check).
             None => {
