@@ -298,6 +298,29 @@ fn a_forwarded_uri_with_raw_utf8_is_matched_like_its_percent_encoded_form() {
 }
 
 #[test]
+fn a_forwarded_method_that_is_not_one_method_is_refused() {
+    // An empty method, or two joined by a proxy that merges repeated fields, matches no
+    // method rule and would be judged by the `*` rules alone.
+    let store = TestStore::new();
+    let (reader, _) = store.create("reader", &["base", "chat:read"]);
+    let table = store.dir.path().join("scopes.txt");
+    std::fs::write(&table, TABLE).unwrap();
+    let server = Server::start(&store, &["--scopes-file", table.to_str().unwrap()]);
+    let auth = format!("Bearer {reader}");
+    for method in ["GET, POST", "", "POST /v1/public"] {
+        let r = server.get(
+            "/check",
+            &[
+                ("Authorization", &auth),
+                ("X-Forwarded-Method", method),
+                ("X-Forwarded-Uri", "/v1/chat/completions"),
+            ],
+        );
+        assert_eq!(r.status, 400, "{method:?}: {r:?}");
+    }
+}
+
+#[test]
 fn a_bad_scopes_file_or_a_remote_address_is_refused_at_start() {
     let store = TestStore::new();
     store.cli(&["init"]);
