@@ -575,6 +575,12 @@ fn required_scopes(state: &State, req: &Request<Incoming>) -> Result<Vec<String>
                 .to_owned(),
             None => req.method().as_str().to_owned(),
         };
+        // One method, a token (RFC 9110 §9.1): anything else (empty, two joined by a proxy)
+        // would match no method rule and be judged by the `*` rules alone.
+        let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if method.is_empty() || !method.bytes().all(is_tchar) {
+            return Err("the forwarded method is not one HTTP method\n");
+        }
         let path = forwarded_header(headers, &["x-forwarded-uri", "x-original-uri"])
             .map_err(|()| "the forwarded URI headers disagree\n")?;
         let path = match path {
