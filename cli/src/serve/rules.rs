@@ -10,6 +10,8 @@ use std::path::Path;
 struct Rule {
     method: Option<String>,
     prefix: String,
+    /// `prefix` case-folded, for the backends that route without regard to case.
+    folded: String,
     scopes: Vec<String>,
 }
 
@@ -102,6 +104,7 @@ impl ScopeTable {
             }
             rules.push(Rule {
                 method,
+                folded: prefix.to_lowercase(),
                 prefix,
                 scopes,
             });
@@ -162,7 +165,7 @@ impl ScopeTable {
                 Some(_) => continue,
             };
             let matched = if fold {
-                prefix_matches(&rule.prefix.to_lowercase(), path)
+                prefix_matches(&rule.folded, path)
             } else {
                 prefix_matches(&rule.prefix, path)
             };
