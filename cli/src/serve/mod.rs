@@ -745,6 +745,32 @@ mod tests {
         assert!(socket_mode("888").is_err() && socket_mode("1777").is_err());
     }
 
+    // `0s` is refused by the CLI's duration rule, but `0ms` got through: a zero
+    // --request-timeout answers every check on the blocking pool 503, a zero --header-timeout
+    // cuts every connection.
+    #[test]
+    fn zero_timeouts_are_refused() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        use clap::Parser as _;
+        for flag in ["--request-timeout", "--header-timeout"] {
+            for zero in ["0ms", "0s"] {
+                assert!(
+                    Cli::try_parse_from(["serve", flag, zero]).is_err(),
+                    "{flag} {zero}"
+                );
+            }
+            assert!(
+                Cli::try_parse_from(["serve", flag, "250ms"]).is_ok(),
+                "{flag}"
+            );
+        }
+        assert!(Cli::try_parse_from(["serve", "--flush-interval", "0ms"]).is_ok());
+    }
+
     #[test]
     fn short_durations() {
         assert_eq!(short_duration("250ms").unwrap(), Duration::from_millis(250));
