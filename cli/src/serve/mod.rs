@@ -63,10 +63,10 @@ pub struct ServeArgs {
     max_connections: u32,
     /// How long a client may take to send a request head, how long an idle keep-alive
     /// connection stays open, and how long an answer may wait for the client to read it
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = short_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = timeout)]
     header_timeout: Duration,
     /// How long a check may take before it is answered 503
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = short_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = timeout)]
     request_timeout: Duration,
     /// How late a change made elsewhere (a revoke) may be seen: the store's refresh interval
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = short_duration)]
@@ -94,6 +94,17 @@ fn short_duration(text: &str) -> Result<Duration, String> {
         }
     }
     crate::duration::parse_duration(text)
+}
+
+/// A timeout: a [`short_duration`] that is not zero (nothing could finish in it).
+fn timeout(text: &str) -> Result<Duration, String> {
+    match short_duration(text)? {
+        d if d.is_zero() => Err(format!(
+            "`{}` is zero; a timeout must be greater than zero",
+            text.escape_debug()
+        )),
+        d => Ok(d),
+    }
 }
 
 fn socket_mode(text: &str) -> Result<u32, String> {
