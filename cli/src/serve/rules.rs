@@ -353,6 +353,16 @@ mod tests {
         assert_eq!(normalize_path("/files/100%25").unwrap(), "/files/100%");
     }
 
+    // A request target has no fragment (RFC 9112 §3.2); a `#` forwarded raw (nginx's
+    // $request_uri passes the client's bytes) hid whatever follows it from the table, while a
+    // backend that takes it as part of the path routes by the rest.
+    #[test]
+    fn a_raw_fragment_in_a_forwarded_uri_is_refused() {
+        assert!(normalize_path("/v1/public#/../chat").is_err());
+        assert!(normalize_path("/v1/public?q=#x").is_ok());
+        assert_eq!(normalize_path("/v1/a%23b").unwrap(), "/v1/a#b");
+    }
+
     // Express (and ASP.NET, IIS) route `/V1/ADMIN` to the `/v1/admin` handler by default: the
     // rule written for it must cover that spelling too.
     #[test]
