@@ -215,16 +215,20 @@ fn strip_segment_suffixes(path: &str) -> String {
     out
 }
 
-/// The path of a request URI as the table sees it: the query and fragment cut off,
+/// The path of a request URI as the table sees it: the query cut off,
 /// percent-escapes decoded, repeated slashes collapsed. Refused (so that no spelling of a path
-/// escapes the rule written for it): a path that does not start with `/`, bad or NUL
+/// escapes the rule written for it): a path that does not start with `/`, a raw `#`, bad or NUL
 /// escapes, doubly encoded escapes (`%252e`), text that is not UTF-8, control characters,
 /// and `.` or `..` segments (a gateway
 /// that normalizes would not forward them; one that does not would route them elsewhere).
 pub fn normalize_path(uri: &str) -> Result<String, &'static str> {
-    let path = uri.split(['?', '#']).next().unwrap_or("");
+    let path = uri.split('?').next().unwrap_or("");
     if !path.starts_with('/') {
         return Err("does not start with `/`");
+    }
+    // A request target has no fragment: a raw `#` is not one a backend would cut off.
+    if path.contains('#') {
+        return Err("has a raw `#`");
     }
     let bytes = path.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
