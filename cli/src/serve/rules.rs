@@ -394,6 +394,16 @@ mod tests {
         assert_eq!(table.lookup("GET", "/v1/admin./users"), ["admin"]);
     }
 
+    // IIS and Windows-hosted servers take `\` for `/`: `/v1\admin` is `/v1/admin` to them.
+    #[test]
+    fn a_backslash_does_not_escape_a_rule() {
+        let table = ScopeTable::parse("* /v1/admin admin\n").unwrap();
+        let path = normalize_path("/v1%5Cadmin\\users").unwrap();
+        assert_eq!(table.lookup("GET", &path), ["admin"]);
+        assert!(normalize_path("/v1/public\\..\\admin").is_err());
+        assert!(normalize_path("/v1/public%5C..%5Cadmin").is_err());
+    }
+
     // HEAD is GET without the body (RFC 9110 §9.3.2), and frameworks answer it with the GET
     // handler: a GET rule must cover it.
     #[test]
