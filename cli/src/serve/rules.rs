@@ -127,7 +127,8 @@ impl ScopeTable {
     /// The scopes a request needs; `path` has gone through [`normalize_path`].
     ///
     /// Backends do not all route a path the same way: some fold case (Express, ASP.NET), some
-    /// drop `;params` from a segment (servlet containers) or trailing dots (IIS), and most
+    /// drop `;params` from a segment (servlet containers) or trailing dots and read `\` as `/`
+    /// (IIS), and most
     /// answer HEAD with the GET handler. The path is looked up as written and in each of those
     /// readings, and the request needs the scopes of every rule so found: another spelling of
     /// a path can only need more, never less.
@@ -197,11 +198,12 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
-/// A normalized path with each segment's `;params` and trailing dots cut off, as a servlet
-/// container or IIS would route it (`/v1/admin;x/a./b` is `/v1/admin/a/b`).
+/// A normalized path with `\` read as `/` and each segment's `;params` and trailing dots cut
+/// off, as a servlet container or IIS would route it (`/v1\admin;x/a./b` is
+/// `/v1/admin/a/b`).
 fn strip_segment_suffixes(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
-    for segment in path.split('/') {
+    for segment in path.split(['/', '\\']) {
         let segment = segment.split(';').next().unwrap_or("");
         let segment = segment.trim_end_matches('.');
         if !segment.is_empty() {
@@ -261,10 +263,11 @@ pub fn normalize_path(uri: &str) -> Result<String, &'static str> {
         return Err("has a doubly encoded percent-escape");
     }
     let mut out = String::with_capacity(text.len());
+    // A `\` is a `/` to IIS and Windows-hosted servers: no `.` or `..` between those either.
+    if text.split(['/', '\\']).any(|s| s == "." || s == "..") {
+        return Err("has a `.` or `..` segment");
+    }
     for segment in text.split('/').filter(|s| !s.is_empty()) {
-        if segment == "." || segment == ".." {
-            return Err("has a `.` or `..` segment");
-        }
         out.push('/');
         out.push_str(segment);
     }
