@@ -189,6 +189,138 @@ fn the_scopes_file_is_matched_against_the_forwarded_method_and_uri() {
 }
 
 #[test]
+fn a_forwarded_uri_or_method_given_twice_is_refused_not_first_wins() {
+    // A gateway that appends its X-Forwarded-Uri (HAProxy `add-header`, a proxy chain) after
+    // the client's own must not let the client's, coming first, pick the rule.
+    let store = TestStore::new();
+    let (reader, _) = store.create("reader", &["base", "chat:read"]);
+    let table = store.dir.path().join("scopes.txt");
+    std::fs::write(&table, TABLE).unwrap();
+    let server = Server::start(&store, &["--scopes-file", table.to_str().unwrap()]);
+    let auth = format!("Bearer {reader}");
+    let r = server.get(
+        "/check",
+        &[
+            ("Authorization", &auth),
+            ("X-Forwarded-Method", "POST"),
+            ("X-Forwarded-Uri", "/v1/public/x"),
+            ("X-Forwarded-Uri", "/v1/chat/completions"),
+        ],
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = server.get(
+        "/check",
+        &[
+            ("Authorization", &auth),
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Method", "POST"),
+            ("X-Forwarded-Uri", "/v1/chat/completions"),
+        ],
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+}
+
+#[test]
+fn x_forwarded_and_x_original_that_disagree_are_refused() {
+    // An nginx config that sets only X-Original-URI (nginx's own auth_request example) passes
+    // the client's X-Forwarded-Uri through, and keystead prefers that one: the client's path
+    // would choose the rule. Two sources that disagree cannot be judged.
+    let store = TestStore::new();
+    let (reader, _) = store.create("reader", &["base", "chat:read"]);
+    let table = store.dir.path().join("scopes.txt");
+    std::fs::write(&table, TABLE).unwrap();
+    let server = Server::start(&store, &["--scopes-file", table.to_str().unwrap()]);
+    let auth = format!("Bearer {reader}");
+    let r = server.get(
+        "/check",
+        &[
+            ("Authorization", &auth),
+            ("X-Forwarded-Uri", "/v1/public/x"),
+            ("X-Original-Method", "POST"),
+            ("X-Original-URI", "/v1/chat/completions"),
+        ],
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = server.get(
+        "/check",
+        &[
+            ("Authorization", &auth),
+            ("X-Forwarded-Method", "GET"),
+            ("X-Original-Method", "POST"),
+            ("X-Original-URI", "/v1/chat/completions"),
+        ],
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    // The same value in both is no conflict.
+    let r = server.get(
+        "/check",
+        &[
+            ("Authorization", &auth),
+            ("X-Forwarded-Method", "GET"),
+            ("X-Original-Method", "GET"),
+            ("X-Forwarded-Uri", "/v1/chat/x"),
+            ("X-Original-URI", "/v1/chat/x"),
+        ],
+    );
+    assert_eq!(r.status, 204, "{r:?}");
+}
+
+#[test]
+fn a_forwarded_uri_with_raw_utf8_is_matched_like_its_percent_encoded_form() {
+    // nginx's $request_uri and Caddy's {uri} carry a client's raw UTF-8 path bytes as they
+    // came; the table decodes `%C3%A4` to `ä`, so the raw `ä` is the same path.
+    let store = TestStore::new();
+    let (reader, _) = store.create("reader", &["base", "chat:read"]);
+    let table = store.dir.path().join("scopes.txt");
+    std::fs::write(&table, TABLE).unwrap();
+    let server = Server::start(&store, &["--scopes-file", table.to_str().unwrap()]);
+    let auth = format!("Bearer {reader}");
+    for uri in ["/v1/public/%C3%A4", "/v1/public/ä"] {
+        let r = server.get(
+            "/check",
+            &[
+                ("Authorization", &auth),
+                ("X-Forwarded-Method", "GET"),
+                ("X-Forwarded-Uri", uri),
+            ],
+        );
+        assert_eq!(r.status, 204, "{uri}: {r:?}");
+    }
+    let r = server.get(
+        "/check",
+        &[
+            ("Authorization", &auth),
+            ("X-Forwarded-Method", "POST"),
+            ("X-Forwarded-Uri", "/v1/chat/ä"),
+        ],
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+}
+
+#[test]
+fn a_forwarded_method_that_is_not_one_method_is_refused() {
+    // An empty method, or two joined by a proxy that merges repeated fields, matches no
+    // method rule and would be judged by the `*` rules alone.
+    let store = TestStore::new();
+    let (reader, _) = store.create("reader", &["base", "chat:read"]);
+    let table = store.dir.path().join("scopes.txt");
+    std::fs::write(&table, TABLE).unwrap();
+    let server = Server::start(&store, &["--scopes-file", table.to_str().unwrap()]);
+    let auth = format!("Bearer {reader}");
+    for method in ["GET, POST", "", "POST /v1/public"] {
+        let r = server.get(
+            "/check",
+            &[
+                ("Authorization", &auth),
+                ("X-Forwarded-Method", method),
+                ("X-Forwarded-Uri", "/v1/chat/completions"),
+            ],
+        );
+        assert_eq!(r.status, 400, "{method:?}: {r:?}");
+    }
+}
+
+#[test]
 fn a_bad_scopes_file_or_a_remote_address_is_refused_at_start() {
     let store = TestStore::new();
     store.cli(&["init"]);
@@ -238,6 +370,66 @@ fn an_oversized_request_head_gets_431_and_the_server_goes_on() {
     assert_eq!(r.status, 431, "{r:?}");
     let r = server.get("/check", &[("Authorization", &format!("Bearer {key}"))]);
     assert_eq!(r.status, 204);
+}
+
+#[test]
+fn metrics_do_not_show_a_431_series_that_never_counts() {
+    // hyper answers an oversized head itself, before the check: a
+    // `keystead_check_requests_total{status="431"}` series would read 0 while 431s are sent.
+    let store = TestStore::new();
+    store.create("svc", &[]);
+    let server = Server::start(&store, &[]);
+    let big = "a".repeat(9 * 1024);
+    assert_eq!(server.get("/check", &[("X-Padding", &big)]).status, 431);
+    let body = server.get("/metrics", &[]).body;
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("keystead_check_requests_total{status=\"431\"}"));
+    assert!(
+        line.is_none() || line == Some("keystead_check_requests_total{status=\"431\"} 1"),
+        "{line:?}"
+    );
+}
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_cut_off_too() {
+    // Pipelined checks whose answers are never read: once the socket buffers are full the
+    // server waits to write, where --header-timeout does not apply. At --max-connections such
+    // clients would refuse everyone else with 503 for as long as they stay connected.
+    let store = TestStore::new();
+    let (key, _) = store.create("svc", &[]);
+    let server = Server::start(
+        &store,
+        &["--header-timeout", "300ms", "--max-connections", "1"],
+    );
+    let mut stuck = TcpStream::connect(&server.addr).unwrap();
+    stuck.set_nonblocking(true).unwrap();
+    let requests = "GET /check HTTP/1.1\r\nHost: t\r\n\r\n".repeat(1000);
+    let mut blocked_since: Option<Instant> = None;
+    let started = Instant::now();
+    // Write until the server has stopped reading for a while (its writes are blocked).
+    while blocked_since.is_none_or(|t| t.elapsed() < Duration::from_secs(1)) {
+        assert!(
+            started.elapsed() < GUARD,
+            "the server never stopped reading"
+        );
+        match stuck.write(requests.as_bytes()) {
+            Ok(_) => blocked_since = None,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                blocked_since.get_or_insert_with(Instant::now);
+                thread::sleep(Duration::from_millis(20));
+            }
+            // Cut off already.
+            Err(_) => break,
+        }
+    }
+    // The stuck connection is closed in time, and the slot serves another client.
+    let auth = format!("Bearer {key}");
+    poll(|| {
+        let r = server.get("/check", &[("Authorization", &auth)]);
+        (r.status == 204).then_some(())
+    });
+    drop(stuck);
 }
 
 #[test]

@@ -11,10 +11,13 @@ mod metrics;
 mod rules;
 
 use std::convert::Infallible;
-use std::io::Write as _;
+use std::future::Future as _;
+use std::io::{self, Write as _};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -58,12 +61,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     max_connections: u32,
-    /// How long a client may take to send a request head, and how long an idle keep-alive
-    /// connection stays open
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = short_duration)]
+    /// How long a client may take to send a request head, how long an idle keep-alive
+    /// connection stays open, and how long an answer may wait for the client to read it
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = timeout)]
     header_timeout: Duration,
     /// How long a check may take before it is answered 503
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = short_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = timeout)]
     request_timeout: Duration,
     /// How late a change made elsewhere (a revoke) may be seen: the store's refresh interval
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = short_duration)]
@@ -91,6 +94,17 @@ fn short_duration(text: &str) -> Result<Duration, String> {
         }
     }
     crate::duration::parse_duration(text)
+}
+
+/// A timeout: a [`short_duration`] that is not zero (nothing could finish in it).
+fn timeout(text: &str) -> Result<Duration, String> {
+    match short_duration(text)? {
+        d if d.is_zero() => Err(format!(
+            "`{}` is zero; a timeout must be greater than zero",
+            text.escape_debug()
+        )),
+        d => Ok(d),
+    }
 }
 
 fn socket_mode(text: &str) -> Result<u32, String> {
@@ -274,12 +288,18 @@ async fn run(state: Arc<State>, listen: Listen, limits: Limits) -> Result<(), Fa
             .map_err(|e| Failure::operational(format!("cannot read the bound address: {e}")))?,
         Listener::Unix(_, path) => format!("unix:{}", path.display()),
     };
+    // Watched before the server says it is listening (a supervisor may stop it the moment it
+    // reads that line), and for the whole loop: a `ctrl_c()` future made anew each turn would
+    // miss a SIGINT delivered between two turns.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigterm = signal(SignalKind::terminate())
+        .map_err(|e| Failure::operational(format!("cannot watch SIGTERM: {e}")))?;
+    let mut sigint = signal(SignalKind::interrupt())
+        .map_err(|e| Failure::operational(format!("cannot watch SIGINT: {e}")))?;
     // The one line on stdout: what a script or test reads to find the server.
     println!("listening on {shown}");
     let _ = std::io::stdout().flush();
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| Failure::operational(format!("cannot watch SIGTERM: {e}")))?;
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -287,13 +307,15 @@ async fn run(state: Arc<State>, listen: Listen, limits: Limits) -> Result<(), Fa
         .max_header_size(MAX_HEADER_BYTES)
         .max_buf_size(2 * MAX_HEADER_BYTES);
     let builder = Arc::new(builder);
+    // A client that does not read its answers gets as long as one that is slow to send a head.
+    let write_timeout = limits.header_timeout;
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
 
     loop {
         let accepted = tokio::select! {
             _ = sigterm.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = sigint.recv() => break,
             accepted = accept(&listener) => accepted,
         };
         let stream = match accepted {
@@ -313,9 +335,11 @@ async fn run(state: Arc<State>, listen: Listen, limits: Limits) -> Result<(), Fa
         match stream {
             Stream::Tcp(s) => {
                 let _ = s.set_nodelay(true);
-                spawn_connection(&state, &builder, &graceful, s, permit);
+                spawn_connection(&state, &builder, &graceful, s, write_timeout, permit);
             }
-            Stream::Unix(s) => spawn_connection(&state, &builder, &graceful, s, permit),
+            Stream::Unix(s) => {
+                spawn_connection(&state, &builder, &graceful, s, write_timeout, permit)
+            }
         }
     }
     // Stop accepting: the listener goes first, then the connections finish what they have.
@@ -371,6 +395,7 @@ fn spawn_connection<S>(
     builder: &hyper::server::conn::http1::Builder,
     graceful: &hyper_util::server::graceful::GracefulShutdown,
     stream: S,
+    write_timeout: Duration,
     permit: OwnedSemaphorePermit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -380,7 +405,8 @@ fn spawn_connection<S>(
         let state = Arc::clone(&handler_state);
         async move { Ok::<_, Infallible>(handle(&state, &req).await) }
     });
-    let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+    let io = TokioIo::new(WriteTimeout::new(stream, write_timeout));
+    let conn = graceful.watch(builder.serve_connection(io, service));
     let state = Arc::clone(state);
     state.metrics.connection_opened();
     tokio::spawn(async move {
@@ -389,6 +415,93 @@ fn spawn_connection<S>(
         state.metrics.connection_closed();
         drop(permit);
     });
+}
+
+/// A connection whose writes wait at most `limit` for the client to take the bytes: hyper's
+/// header timeout does not run while it waits to write, so a client that pipelines requests
+/// and never reads the answers would otherwise hold its connection (and a slot of
+/// `--max-connections`) for as long as it likes.
+struct WriteTimeout<S> {
+    inner: S,
+    limit: Duration,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteTimeout<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        WriteTimeout {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Passes on a write's result; a write still pending after `limit` is an error.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client does not read its answers",
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, polled)
+    }
 }
 
 type Body = Full<Bytes>;
@@ -438,9 +551,24 @@ async fn handle(state: &Arc<State>, req: &Request<Incoming>) -> Response<Body> {
     response
 }
 
-/// The first value of the first header that is present.
-fn first_header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a HeaderValue> {
-    names.iter().find_map(|n| headers.get(*n))
+/// The one value the headers `names` carry; `Err` if they carry different values (a header
+/// given twice, or X-Forwarded-* and X-Original-* that disagree): a gateway that appends its
+/// own after the client's, or sets only one of the pair and passes the client's other, would
+/// otherwise let the client's choose the rule.
+fn forwarded_header<'a>(
+    headers: &'a HeaderMap,
+    names: &[&str],
+) -> Result<Option<&'a HeaderValue>, ()> {
+    let mut found: Option<&HeaderValue> = None;
+    for name in names {
+        for value in headers.get_all(*name) {
+            match found {
+                Some(seen) if seen != value => return Err(()),
+                _ => found = Some(value),
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The scopes a request needs: the table's for the forwarded method and path, plus those of
@@ -449,17 +577,28 @@ fn required_scopes(state: &State, req: &Request<Incoming>) -> Result<Vec<String>
     let headers = req.headers();
     let mut scopes: Vec<String> = Vec::new();
     if !state.table.is_empty() {
-        let method = match first_header(headers, &["x-forwarded-method", "x-original-method"]) {
+        let method = forwarded_header(headers, &["x-forwarded-method", "x-original-method"])
+            .map_err(|()| "the forwarded method headers disagree\n")?;
+        let method = match method {
             Some(v) => v
                 .to_str()
                 .map_err(|_| "the forwarded method is not text\n")?
                 .to_owned(),
             None => req.method().as_str().to_owned(),
         };
-        let path = match first_header(headers, &["x-forwarded-uri", "x-original-uri"]) {
-            Some(v) => v
-                .to_str()
-                .map_err(|_| "the forwarded URI is not text\n")?
+        // One method, a token (RFC 9110 §9.1): anything else (empty, two joined by a proxy)
+        // would match no method rule and be judged by the `*` rules alone.
+        let is_tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if method.is_empty() || !method.bytes().all(is_tchar) {
+            return Err("the forwarded method is not one HTTP method\n");
+        }
+        let path = forwarded_header(headers, &["x-forwarded-uri", "x-original-uri"])
+            .map_err(|()| "the forwarded URI headers disagree\n")?;
+        let path = match path {
+            // Raw UTF-8 as a gateway passes a client's path on (`to_str` is visible ASCII only);
+            // normalize_path refuses control characters.
+            Some(v) => std::str::from_utf8(v.as_bytes())
+                .map_err(|_| "the forwarded URI is not UTF-8\n")?
                 .to_owned(),
             // Envoy's ext_authz sends the original path behind its `path_prefix` (/check).
             None => {
@@ -472,7 +611,7 @@ fn required_scopes(state: &State, req: &Request<Incoming>) -> Result<Vec<String>
             }
         };
         let path = normalize_path(&path).map_err(|_| "the forwarded URI is not a usable path\n")?;
-        scopes.extend(state.table.lookup(&method, &path).iter().cloned());
+        scopes.extend(state.table.lookup(&method, &path));
     }
     for value in headers.get_all("x-keystead-required-scopes") {
         let text = value
@@ -615,6 +754,32 @@ mod tests {
         assert!(listen_address("unix:", false, None).is_err());
         assert_eq!(socket_mode("660"), Ok(0o660));
         assert!(socket_mode("888").is_err() && socket_mode("1777").is_err());
+    }
+
+    // `0s` is refused by the CLI's duration rule, but `0ms` got through: a zero
+    // --request-timeout answers every check on the blocking pool 503, a zero --header-timeout
+    // cuts every connection.
+    #[test]
+    fn zero_timeouts_are_refused() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        use clap::Parser as _;
+        for flag in ["--request-timeout", "--header-timeout"] {
+            for zero in ["0ms", "0s"] {
+                assert!(
+                    Cli::try_parse_from(["serve", flag, zero]).is_err(),
+                    "{flag} {zero}"
+                );
+            }
+            assert!(
+                Cli::try_parse_from(["serve", flag, "250ms"]).is_ok(),
+                "{flag}"
+            );
+        }
+        assert!(Cli::try_parse_from(["serve", "--flush-interval", "0ms"]).is_ok());
     }
 
     #[test]
