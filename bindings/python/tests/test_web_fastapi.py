@@ -227,6 +227,19 @@ def test_asgi_middleware_on_fastapi(keys_and_path: tuple[Keys, Path]) -> None:
             }
 
 
+def test_asgi_middleware_protects_its_paths_under_a_root_path(
+    keys_and_path: tuple[Keys, Path],
+) -> None:
+    """Behind a proxy (uvicorn --root-path /hub) scope["path"] starts with the root path and
+    Starlette routes on the rest: ``paths=["/chat"]`` must still protect /chat."""
+    keys, path = keys_and_path
+    with KeyStore(path) as store, uvicorn_server(starlette_app(store), root_path="/hub") as base:
+        assert get(base, "/chat", None).status == 401
+        assert get(base, "/admin", f"Bearer {keys.valid}").status == 403
+        assert get(base, "/chat", f"Bearer {keys.valid}").body["caller"] == "dev-server-integration"
+        assert get(base, "/healthz", None).status == 200
+
+
 def test_asgi_middleware_refuses_websocket_handshake(keys_and_path: tuple[Keys, Path]) -> None:
     """Called directly (no server): a refused handshake is closed before the app sees it."""
     keys, path = keys_and_path
