@@ -115,6 +115,32 @@ def test_openapi_documents_bearer_scheme(fastapi_served: tuple[str, Keys]) -> No
     assert "security" not in doc["paths"]["/healthz"]["get"]
 
 
+def test_security_scopes_are_required(keys_and_path: tuple[Keys, Path]) -> None:
+    """FastAPI's own way to ask a security dependency for scopes, ``Security(dep,
+    scopes=[...])`` (which the OpenAPI document then lists), is enforced, not ignored."""
+    keys, path = keys_and_path
+    with KeyStore(path) as store:
+        app = FastAPI()
+        api_key = require(store=store)
+
+        @app.get("/admin")
+        def admin(key: KeyInfo = Security(api_key, scopes=[ADMIN_SCOPE])) -> str:
+            return key.name
+
+        @app.get("/chat", dependencies=[Security(api_key, scopes=[SCOPE])])
+        def chat() -> bool:
+            return True
+
+        with uvicorn_server(app) as base:
+            answer = get(base, "/admin", f"Bearer {keys.valid}")
+            assert answer.status == 403, answer
+            assert answer.headers["www-authenticate"] == (
+                f'Bearer error="insufficient_scope", scope="{ADMIN_SCOPE}"'
+            )
+            assert get(base, "/chat", f"Bearer {keys.valid}").status == 200
+            assert get(base, "/chat", None).status == 401
+
+
 def test_realm_is_added_to_the_challenge(keys_and_path: tuple[Keys, Path]) -> None:
     keys, path = keys_and_path
     store = KeyStore(path)
