@@ -4,6 +4,7 @@ keystead.asgi.KeysteadMiddleware on Starlette (and FastAPI), through the same ta
 from __future__ import annotations
 
 import asyncio
+import http.client
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -319,6 +320,27 @@ def test_asgi_middleware_joins_repeated_authorization_headers(
     with KeyStore(path) as store:
         asyncio.run(KeysteadMiddleware(app, store)(scope, receive, send))
     assert statuses == [400]
+
+
+def test_fastapi_dependency_refuses_repeated_authorization_headers(
+    fastapi_served: tuple[str, Keys],
+) -> None:
+    """As the middleware: two Authorization fields are malformed, not "the first one wins"
+    (a proxy that judged the last one would disagree with the app about the caller)."""
+    base, keys = fastapi_served
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.putrequest("GET", "/chat")
+        connection.putheader("Authorization", f"Bearer {keys.valid}")
+        connection.putheader("Authorization", f"Bearer {keys.revoked}")
+        connection.endheaders()
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+    assert response.status == 400
+    assert response.getheader("www-authenticate") == 'Bearer error="invalid_request"'
 
 
 @pytest.mark.parametrize("adapter", ["fastapi", "asgi"])
