@@ -29,6 +29,7 @@ except ImportError:  # tested in test_web_http; the original error stays as __co
     )
 
 from ._http import DEFAULT_RETRY_AFTER, Decision, Guard, Store, check_scopes
+from .asgi import authorization
 from ._keystead import KeyInfo
 
 __all__ = ["KeysteadBearer", "require"]
@@ -61,7 +62,8 @@ class KeysteadBearer(SecurityBase):
         scopes = self.scopes + tuple(
             s for s in dict.fromkeys(security_scopes.scopes) if s not in self.scopes
         )
-        decision: Decision = self.guard.check(request.headers.get("authorization"), scopes)
+        # Every Authorization field, joined (as the middleware): two are malformed.
+        decision: Decision = self.guard.check(authorization(request.scope), scopes)
         if decision.key is None:
             raise HTTPException(
                 status_code=decision.status, detail=decision.error(), headers=decision.headers
