@@ -226,7 +226,9 @@ for (const framework of FRAMEWORKS) {
       port,
       method: 'POST',
       path: '/v1/chat/completions',
+      // An array keeps both fields; Node then adds no Host field by itself.
       headers: [
+        'host', `127.0.0.1:${port}`,
         'content-type', 'application/json',
         'authorization', `Bearer ${keys.good.key}`,
         'authorization', `Bearer ${keys.revoked.key}`,
