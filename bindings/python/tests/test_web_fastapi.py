@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import Depends, FastAPI, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, Response
@@ -265,6 +265,31 @@ def test_asgi_middleware_protects_its_paths_under_a_root_path(
         assert get(base, "/admin", f"Bearer {keys.valid}").status == 403
         assert get(base, "/chat", f"Bearer {keys.valid}").body["caller"] == "dev-server-integration"
         assert get(base, "/healthz", None).status == 200
+
+
+def test_asgi_middleware_prefix_with_a_slash_protects_the_bare_path(
+    keys_and_path: tuple[Keys, Path],
+) -> None:
+    """``paths=["/api/"]`` (the README's form) also protects ``/api`` itself: a router with
+    ``prefix="/api"`` serves a route there."""
+    keys, path = keys_and_path
+    app = FastAPI()
+    router = APIRouter(prefix="/api")
+
+    @router.get("")
+    def root(request: Request) -> dict[str, str]:
+        key: KeyInfo = request.state.keystead
+        return {"caller": key.name}
+
+    app.include_router(router)
+    with KeyStore(path) as store:
+        app.add_middleware(KeysteadMiddleware, store=store, paths=["/api/"])
+        with uvicorn_server(app) as base:
+            assert get(base, "/api", None).status == 401
+            assert get(base, "/api", f"Bearer {keys.valid}").body == {
+                "caller": "dev-server-integration"
+            }
+            assert get(base, "/apix", None).status == 404
 
 
 def test_asgi_middleware_refuses_websocket_handshake(keys_and_path: tuple[Keys, Path]) -> None:
