@@ -4,7 +4,8 @@
 ...                          paths=["/api/"])                      # doctest: +SKIP
 
 Every HTTP request whose path starts with one of ``paths`` (all paths when ``None``; behind a
-root path, ``uvicorn --root-path`` or a ``Mount``, the path with or without it) must
+root path, ``uvicorn --root-path`` or a ``Mount``, the path with or without it; a prefix
+ending in ``/`` also covers the path without that slash: ``/api/`` protects ``/api``) must
 carry a valid key granting every scope of ``scopes``; the verified ``KeyInfo`` is put in
 ``scope["state"]["keystead"]`` (Starlette/FastAPI: ``request.state.keystead``). A refused
 request is answered by the middleware -- 400, 401 or 403 with the core's ``WWW-Authenticate``,
@@ -73,7 +74,12 @@ class KeysteadMiddleware:
             rest = path[len(root_path) :]
             if rest == "" or rest.startswith("/"):
                 candidates.append(rest)
-        return any(c.startswith(p) for c in candidates for p in self.paths)
+        # "/api/" protects "/api" too: the path its subtree hangs from.
+        return any(
+            c.startswith(p) or (p.endswith("/") and c == p[:-1])
+            for c in candidates
+            for p in self.paths
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
