@@ -160,6 +160,17 @@ function authenticate(req, authorization, config, scopes) {
   }
 }
 
+/**
+ * The `Authorization` value of a Node request (`http.IncomingMessage`). Node keeps only the
+ * first of several `Authorization` fields in `headers`; these are joined with ", " instead
+ * (as a WSGI server and keystead.asgi do), which core refuses as malformed.
+ */
+function authorizationOf(message) {
+  const all = message.headersDistinct === undefined ? undefined : message.headersDistinct.authorization
+  if (Array.isArray(all) && all.length > 1) return all.join(', ')
+  return message.headers.authorization
+}
+
 /** Writes `entry` to a pino-style logger (`logger[level](fields, message)`), if any. */
 function emit(logger, entry) {
   if (logger === null || logger === undefined) return
@@ -171,6 +182,7 @@ module.exports = {
   DEFAULT_RETRY_AFTER,
   STATE,
   authenticate,
+  authorizationOf,
   compileOptions,
   configError,
   checkScopes,

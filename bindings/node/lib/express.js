@@ -1,7 +1,15 @@
 'use strict'
 // Express middleware (tested with Express 4 and 5): `app.use(keystead.express({ store, scopes }))` and, per route,
 // `keystead.express.require('scope', ...)`. See lib/common.js for what is decided where.
-const { STATE, authenticate, compileOptions, configError, emit, scopeList } = require('./common')
+const {
+  STATE,
+  authenticate,
+  authorizationOf,
+  compileOptions,
+  configError,
+  emit,
+  scopeList,
+} = require('./common')
 
 /** Answers a refusal with `res.status`, `res.set` and `res.json`. */
 function refuse(res, refusal) {
@@ -16,7 +24,7 @@ function middleware(options, where) {
   function keysteadMiddleware(req, res, next) {
     let result
     try {
-      result = authenticate(req, req.headers.authorization, config, scopes)
+      result = authenticate(req, authorizationOf(req), config, scopes)
     } catch (err) {
       // An operational failure other than an unreachable store (KEYSTEAD_STORE_ERROR,
       // KEYSTEAD_CLOSED, ...): the application's error handler decides. Its message never
@@ -70,7 +78,7 @@ express.require = function requireScopes(...required) {
     const { config } = state
     let result
     try {
-      result = authenticate(req, req.headers.authorization, config, scopes)
+      result = authenticate(req, authorizationOf(req), config, scopes)
     } catch (err) {
       return next(err)
     }

@@ -4,9 +4,15 @@
 // context, like a plugin wrapped by fastify-plugin), in an `onRequest` hook: before the body
 // is read. Per route, `config: { keystead: { scopes: [...] } }` adds scopes and
 // `config: { keystead: false }` makes the route public. See lib/common.js.
-const { authenticate, compileOptions, configError, checkScopes, emit, scopeList } = require(
-  './common',
-)
+const {
+  authenticate,
+  authorizationOf,
+  compileOptions,
+  configError,
+  checkScopes,
+  emit,
+  scopeList,
+} = require('./common')
 
 const WHERE = 'keystead.fastify'
 
@@ -58,7 +64,7 @@ function keysteadFastify(instance, options, done) {
     try {
       const scopes = routeScopes(config, request.routeOptions.config, cache)
       if (scopes === null) return next()
-      result = authenticate(request, request.headers.authorization, config, scopes)
+      result = authenticate(request, authorizationOf(request.raw), config, scopes)
     } catch (err) {
       // Any other operational failure: Fastify's error handler (a 500 without a stack).
       return next(err)

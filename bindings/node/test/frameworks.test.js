@@ -211,6 +211,36 @@ for (const framework of FRAMEWORKS) {
     }
   })
 
+  test(`${framework}: two Authorization fields are malformed, not "the first one wins"`, HANG_GUARD, async (t) => {
+    const { store, keys } = makeStore()
+    const server = await start(framework, { store, scopes: [CHAT] }, logSink())
+    t.after(async () => {
+      await server.stop()
+      store.close()
+    })
+    // Node keeps only the first Authorization field in req.headers; a proxy that judged the
+    // last one would disagree with the app about who is calling.
+    const { port } = new URL(server.url)
+    const req = http.request({
+      host: '127.0.0.1',
+      port,
+      method: 'POST',
+      path: '/v1/chat/completions',
+      // An array keeps both fields; Node then adds no Host field by itself.
+      headers: [
+        'host', `127.0.0.1:${port}`,
+        'content-type', 'application/json',
+        'authorization', `Bearer ${keys.good.key}`,
+        'authorization', `Bearer ${keys.revoked.key}`,
+      ],
+    })
+    req.end('{}')
+    const [res] = await once(req, 'response')
+    res.resume()
+    assert.equal(res.statusCode, 400)
+    assert.equal(res.headers['www-authenticate'], 'Bearer error="invalid_request"')
+  })
+
   test(`${framework}: the answer does not wait for the body`, HANG_GUARD, async (t) => {
     const { store } = makeStore()
     const server = await start(framework, { store, scopes: [CHAT] }, logSink())

@@ -31,6 +31,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, JsonResponse
 from django.test import override_settings
 from django.urls import path as route
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -72,6 +73,13 @@ class AdminView(ChatView):
     required_scopes = [ADMIN_SCOPE]
 
 
+class BehindSessionView(ChatView):
+    """Keystead after DRF's SessionAuthentication, as in REST_FRAMEWORK's defaults: DRF takes
+    the challenge from the first class (here none) and would turn a 401 into a 403."""
+
+    authentication_classes = [SessionAuthentication, KeysteadAuthentication]
+
+
 class OpenView(APIView):
     """Keystead authentication but no permission: anonymous requests pass."""
 
@@ -90,6 +98,7 @@ urlpatterns = [
     route("chat", ChatView.as_view()),
     route("admin", AdminView.as_view()),
     route("open", OpenView.as_view()),
+    route("behind-session", BehindSessionView.as_view()),
     route("healthz", healthz),
 ]
 
@@ -134,6 +143,20 @@ def test_drf_other_scheme_gets_the_bearer_challenge(served: tuple[str, Keys]) ->
     base, _ = served
     answer = get(base, "/chat", "Basic dXNlcjpwYXNz")
     assert answer.status == 401 and answer.headers["www-authenticate"] == "Bearer"
+
+
+def test_drf_after_another_authentication_class(served: tuple[str, Keys]) -> None:
+    """The core's status and challenge even when KeysteadAuthentication is not the first
+    authentication class of the view."""
+    base, keys = served
+    for credential, status, challenge in [
+        (None, 401, "Bearer"),
+        (f"Bearer {keys.revoked}", 401, 'Bearer error="invalid_token"'),
+        ('Bearer token="abc"', 400, 'Bearer error="invalid_request"'),
+    ]:
+        answer = get(base, "/behind-session", credential)
+        assert (answer.status, answer.headers.get("www-authenticate")) == (status, challenge), answer
+    assert get(base, "/behind-session", f"Bearer {keys.valid}").body["caller"] == KEY_NAME
 
 
 def test_drf_unavailable_store_is_503(

@@ -4,13 +4,14 @@ keystead.asgi.KeysteadMiddleware on Starlette (and FastAPI), through the same ta
 from __future__ import annotations
 
 import asyncio
+import http.client
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import Depends, FastAPI, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse, Response
@@ -113,6 +114,32 @@ def test_openapi_documents_bearer_scheme(fastapi_served: tuple[str, Keys]) -> No
     assert doc["paths"]["/chat"]["get"]["security"] == [{"KeysteadBearer": []}]
     assert doc["paths"]["/admin"]["get"]["security"] == [{"KeysteadBearer": []}]
     assert "security" not in doc["paths"]["/healthz"]["get"]
+
+
+def test_security_scopes_are_required(keys_and_path: tuple[Keys, Path]) -> None:
+    """FastAPI's own way to ask a security dependency for scopes, ``Security(dep,
+    scopes=[...])`` (which the OpenAPI document then lists), is enforced, not ignored."""
+    keys, path = keys_and_path
+    with KeyStore(path) as store:
+        app = FastAPI()
+        api_key = require(store=store)
+
+        @app.get("/admin")
+        def admin(key: KeyInfo = Security(api_key, scopes=[ADMIN_SCOPE])) -> str:
+            return key.name
+
+        @app.get("/chat", dependencies=[Security(api_key, scopes=[SCOPE])])
+        def chat() -> bool:
+            return True
+
+        with uvicorn_server(app) as base:
+            answer = get(base, "/admin", f"Bearer {keys.valid}")
+            assert answer.status == 403, answer
+            assert answer.headers["www-authenticate"] == (
+                f'Bearer error="insufficient_scope", scope="{ADMIN_SCOPE}"'
+            )
+            assert get(base, "/chat", f"Bearer {keys.valid}").status == 200
+            assert get(base, "/chat", None).status == 401
 
 
 def test_realm_is_added_to_the_challenge(keys_and_path: tuple[Keys, Path]) -> None:
@@ -227,6 +254,44 @@ def test_asgi_middleware_on_fastapi(keys_and_path: tuple[Keys, Path]) -> None:
             }
 
 
+def test_asgi_middleware_protects_its_paths_under_a_root_path(
+    keys_and_path: tuple[Keys, Path],
+) -> None:
+    """Behind a proxy (uvicorn --root-path /hub) scope["path"] starts with the root path and
+    Starlette routes on the rest: ``paths=["/chat"]`` must still protect /chat."""
+    keys, path = keys_and_path
+    with KeyStore(path) as store, uvicorn_server(starlette_app(store), root_path="/hub") as base:
+        assert get(base, "/chat", None).status == 401
+        assert get(base, "/admin", f"Bearer {keys.valid}").status == 403
+        assert get(base, "/chat", f"Bearer {keys.valid}").body["caller"] == "dev-server-integration"
+        assert get(base, "/healthz", None).status == 200
+
+
+def test_asgi_middleware_prefix_with_a_slash_protects_the_bare_path(
+    keys_and_path: tuple[Keys, Path],
+) -> None:
+    """``paths=["/api/"]`` (the README's form) also protects ``/api`` itself: a router with
+    ``prefix="/api"`` serves a route there."""
+    keys, path = keys_and_path
+    app = FastAPI()
+    router = APIRouter(prefix="/api")
+
+    @router.get("")
+    def root(request: Request) -> dict[str, str]:
+        key: KeyInfo = request.state.keystead
+        return {"caller": key.name}
+
+    app.include_router(router)
+    with KeyStore(path) as store:
+        app.add_middleware(KeysteadMiddleware, store=store, paths=["/api/"])
+        with uvicorn_server(app) as base:
+            assert get(base, "/api", None).status == 401
+            assert get(base, "/api", f"Bearer {keys.valid}").body == {
+                "caller": "dev-server-integration"
+            }
+            assert get(base, "/apix", None).status == 404
+
+
 def test_asgi_middleware_refuses_websocket_handshake(keys_and_path: tuple[Keys, Path]) -> None:
     """Called directly (no server): a refused handshake is closed before the app sees it."""
     keys, path = keys_and_path
@@ -280,6 +345,27 @@ def test_asgi_middleware_joins_repeated_authorization_headers(
     with KeyStore(path) as store:
         asyncio.run(KeysteadMiddleware(app, store)(scope, receive, send))
     assert statuses == [400]
+
+
+def test_fastapi_dependency_refuses_repeated_authorization_headers(
+    fastapi_served: tuple[str, Keys],
+) -> None:
+    """As the middleware: two Authorization fields are malformed, not "the first one wins"
+    (a proxy that judged the last one would disagree with the app about the caller)."""
+    base, keys = fastapi_served
+    host, port = base.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.putrequest("GET", "/chat")
+        connection.putheader("Authorization", f"Bearer {keys.valid}")
+        connection.putheader("Authorization", f"Bearer {keys.revoked}")
+        connection.endheaders()
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+    assert response.status == 400
+    assert response.getheader("www-authenticate") == 'Bearer error="invalid_request"'
 
 
 @pytest.mark.parametrize("adapter", ["fastapi", "asgi"])

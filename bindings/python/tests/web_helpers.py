@@ -190,12 +190,15 @@ def wait_until_serving(base: str) -> None:
 
 
 @contextmanager
-def uvicorn_server(app: Any) -> Iterator[str]:
-    """Serves an ASGI app with uvicorn in a thread on a free loopback port."""
+def uvicorn_server(app: Any, root_path: str = "") -> Iterator[str]:
+    """Serves an ASGI app with uvicorn in a thread on a free loopback port (``root_path``:
+    uvicorn's ``--root-path``, the prefix of an app behind a proxy)."""
     import uvicorn
 
     # log_config=None: uvicorn's loggers propagate to the root logger (pytest's caplog).
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_config=None, lifespan="off", root_path=root_path
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

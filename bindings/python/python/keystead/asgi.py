@@ -3,7 +3,9 @@
 >>> app = KeysteadMiddleware(app, store=store, scopes=["chat:completions"],
 ...                          paths=["/api/"])                      # doctest: +SKIP
 
-Every HTTP request whose path starts with one of ``paths`` (all paths when ``None``) must
+Every HTTP request whose path starts with one of ``paths`` (all paths when ``None``; behind a
+root path, ``uvicorn --root-path`` or a ``Mount``, the path with or without it; a prefix
+ending in ``/`` also covers the path without that slash: ``/api/`` protects ``/api``) must
 carry a valid key granting every scope of ``scopes``; the verified ``KeyInfo`` is put in
 ``scope["state"]["keystead"]`` (Starlette/FastAPI: ``request.state.keystead``). A refused
 request is answered by the middleware -- 400, 401 or 403 with the core's ``WWW-Authenticate``,
@@ -61,13 +63,28 @@ class KeysteadMiddleware:
         self.paths = None if paths is None else check_scopes(paths)
         self.guard = Guard(store, realm=realm, retry_after=retry_after)
 
-    def protects(self, path: str) -> bool:
-        """Whether requests to ``path`` need a key."""
-        return self.paths is None or any(path.startswith(p) for p in self.paths)
+    def protects(self, path: str, root_path: str = "") -> bool:
+        """Whether requests to ``path`` need a key. Behind a root path (``uvicorn
+        --root-path``, a ``Mount``) ``path`` starts with ``root_path`` and the app routes on
+        the rest: a prefix protects the request if it matches either."""
+        if self.paths is None:
+            return True
+        candidates = [path]
+        if root_path and path.startswith(root_path):
+            rest = path[len(root_path) :]
+            if rest == "" or rest.startswith("/"):
+                candidates.append(rest)
+        # "/api/" protects "/api" too: the path its subtree hangs from.
+        return any(
+            c.startswith(p) or (p.endswith("/") and c == p[:-1])
+            for c in candidates
+            for p in self.paths
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope.get("type")
-        if kind not in ("http", "websocket") or not self.protects(scope.get("path", "")):
+        path, root_path = scope.get("path", ""), scope.get("root_path", "")
+        if kind not in ("http", "websocket") or not self.protects(path, root_path):
             await self.app(scope, receive, send)
             return
         decision = self.guard.check(authorization(scope), self.scopes)

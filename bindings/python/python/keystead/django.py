@@ -21,8 +21,8 @@ own), from ``settings.KEYSTEAD``: ``LOCATION`` (required), ``PEPPER``, ``REALM``
 answered with the core's status and ``WWW-Authenticate`` (401 ``invalid_token``, 400
 ``invalid_request``, 403 ``insufficient_scope``), an unreachable store with 503 and
 ``Retry-After``. A request without bearer credentials is left to the next authentication
-class; ``HasScopes`` then refuses it and DRF answers 401 with the ``Bearer`` challenge (not
-403, because ``authenticate_header`` gives it).
+class; ``HasScopes`` then refuses it with the core's answer, 401 with the ``Bearer``
+challenge -- wherever ``KeysteadAuthentication`` is in the view's authentication classes.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ try:
     from django.core.exceptions import ImproperlyConfigured
     from django.core.signals import setting_changed
     from rest_framework.authentication import BaseAuthentication
-    from rest_framework.exceptions import APIException, AuthenticationFailed
+    from rest_framework.exceptions import APIException
     from rest_framework.permissions import BasePermission
     from rest_framework.request import Request
 except ImportError:  # tested in test_web_http; the original error stays as __context__
@@ -124,13 +124,21 @@ class KeyUser:
         return self.key.name
 
 
-class KeysteadRefused(AuthenticationFailed):
-    """The core refused the key: 400, 401 or 403 (DRF adds ``WWW-Authenticate`` from
-    ``KeysteadAuthentication.authenticate_header``)."""
+class KeysteadRefused(APIException):
+    """The core refused the key: 400, 401 or 403 with the core's ``WWW-Authenticate``
+    (``auth_header``, which DRF's exception handler sends).
+
+    Not an ``AuthenticationFailed``: for that, DRF takes the challenge from the view's
+    *first* authentication class and, when it has none (``SessionAuthentication``), turns
+    the status into 403 -- wrong whenever ``KeysteadAuthentication`` is not first."""
+
+    status_code = 401
+    default_code = "authentication_failed"
 
     def __init__(self, decision: Decision) -> None:
         super().__init__(detail={"error": decision.error()})
         self.status_code = decision.status
+        self.auth_header = decision.www_authenticate
 
 
 class StoreUnavailable(APIException):

@@ -20,6 +20,7 @@ from __future__ import annotations
 try:
     from fastapi import HTTPException
     from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+    from fastapi.security import SecurityScopes
     from fastapi.security.base import SecurityBase
     from starlette.requests import Request
 except ImportError:  # tested in test_web_http; the original error stays as __context__
@@ -28,6 +29,7 @@ except ImportError:  # tested in test_web_http; the original error stays as __co
     )
 
 from ._http import DEFAULT_RETRY_AFTER, Decision, Guard, Store, check_scopes
+from .asgi import authorization
 from ._keystead import KeyInfo
 
 __all__ = ["KeysteadBearer", "require"]
@@ -53,8 +55,15 @@ class KeysteadBearer(SecurityBase):
 
     # A plain (sync) function: FastAPI runs it in its thread pool, so a store lookup that
     # goes to the database (fleet mode) never blocks the event loop.
-    def __call__(self, request: Request) -> KeyInfo:
-        decision: Decision = self.guard.check(request.headers.get("authorization"), self.scopes)
+    # ``security_scopes``: those of ``Security(dep, scopes=[...])`` (and of the dependants
+    # above it), which FastAPI also lists in the OpenAPI document; required on top of
+    # ``self.scopes``.
+    def __call__(self, request: Request, security_scopes: SecurityScopes) -> KeyInfo:
+        scopes = self.scopes + tuple(
+            s for s in dict.fromkeys(security_scopes.scopes) if s not in self.scopes
+        )
+        # Every Authorization field, joined (as the middleware): two are malformed.
+        decision: Decision = self.guard.check(authorization(request.scope), scopes)
         if decision.key is None:
             raise HTTPException(
                 status_code=decision.status, detail=decision.error(), headers=decision.headers
@@ -72,7 +81,8 @@ def require(
     description: str | None = None,
 ) -> KeysteadBearer:
     """A dependency requiring a valid key granting every scope of ``scopes``; use it with
-    ``Depends(...)`` or ``Security(...)`` (as a parameter, or in ``dependencies=[...]``)."""
+    ``Depends(...)`` or ``Security(...)`` (as a parameter, or in ``dependencies=[...]``).
+    ``Security(require(store=store), scopes=[...])`` requires those scopes too."""
     return KeysteadBearer(
         check_scopes(scopes),
         store,
