@@ -78,6 +78,16 @@ fn _error_classes(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     Ok(classes)
 }
 
+/// Checks required scopes by core's rule, without a store, so that the framework adapters
+/// refuse a scope no key can have when the app is set up instead of on every request.
+#[pyfunction]
+fn _validate_scopes(scopes: Scopes) -> PyResult<()> {
+    NewKey::new("scopes")
+        .scopes(scopes.0)
+        .validate()
+        .map_err(to_py_err)
+}
+
 /// A scope given by the application, as UTF-8: a `str` holding a lone surrogate has none, and
 /// is `InvalidArgument` like any other scope that cannot be stored.
 fn scope_str<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
@@ -1197,5 +1207,6 @@ fn keystead_python(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStats>()?;
     m.add_function(wrap_pyfunction!(_error_classes, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(_validate_scopes, m)?)?;
     Ok(())
 }

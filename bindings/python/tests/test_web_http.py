@@ -206,3 +206,29 @@ def test_django_adapter_imports_before_settings_are_configured() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env
     )
     assert result.stdout.strip() == "imported", result.stderr
+
+
+@pytest.mark.parametrize("scope", ["no spaces", "", "é"])
+def test_a_scope_no_key_can_have_is_refused_when_the_app_is_set_up(
+    store: KeyStore, scope: str
+) -> None:
+    # Core's scope rule, applied at setup: otherwise every request would fail with a 500.
+    import keystead.asgi
+    import keystead.fastapi
+    import keystead.flask
+
+    async def app(
+        scope: keystead.asgi.Scope, receive: keystead.asgi.Receive, send: keystead.asgi.Send
+    ) -> None:
+        raise AssertionError("never called")
+
+    with pytest.raises(InvalidArgument):
+        keystead.fastapi.require(scope, store=store)
+    with pytest.raises(InvalidArgument):
+        keystead.asgi.KeysteadMiddleware(app, store, scopes=[scope])
+    with pytest.raises(InvalidArgument):
+        keystead.flask.require(scope)
+    # A valid scope is accepted by all three.
+    keystead.fastapi.require("chat:completions", store=store)
+    keystead.asgi.KeysteadMiddleware(app, store, scopes=["chat:completions"])
+    keystead.flask.require("chat:completions")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol, Union
 
 from ._errors import InvalidArgument, UnavailableError
-from ._keystead import KeyInfo, KeyStore, Verification
+from ._keystead import KeyInfo, KeyStore, Verification, _validate_scopes
 
 __all__ = [
     "DEFAULT_RETRY_AFTER",
@@ -31,6 +31,7 @@ __all__ = [
     "Store",
     "Verifier",
     "check_scopes",
+    "required_scopes",
 ]
 
 logger = logging.getLogger("keystead")
@@ -147,6 +148,14 @@ def _check_realm(realm: str | None) -> str | None:
     ):
         raise InvalidArgument("realm must be printable ASCII without '\"' or '\\'")
     return realm
+
+
+def required_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    """:func:`check_scopes`, then core's scope rule: ``InvalidArgument`` now, when the app is
+    set up, for a scope no key can have (which would otherwise fail every request)."""
+    result = check_scopes(scopes)
+    _validate_scopes(result)
+    return result
 
 
 def check_scopes(scopes: Iterable[str]) -> tuple[str, ...]:

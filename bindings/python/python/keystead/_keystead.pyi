@@ -21,10 +21,14 @@ __all__ = [
     "Stats",
     "_error_classes",
     "_after_fork",
+    "_validate_scopes",
 ]
 
 def _error_classes() -> dict[str, type[Exception]]:
     """``{code: exception class}`` for every kind of core error (for the tests)."""
+
+def _validate_scopes(scopes: Iterable[str]) -> None:
+    """Raises ``InvalidArgument`` for a scope no key can have (core's rule; no store needed)."""
 
 def _after_fork() -> None:
     """Makes every open store the child's own after ``os.fork()`` (registered by the package)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from ._http import DEFAULT_RETRY_AFTER, Decision, Guard, Store, check_scopes
+from ._http import DEFAULT_RETRY_AFTER, Decision, Guard, Store, check_scopes, required_scopes
 
 __all__ = ["KeysteadMiddleware", "authorization"]
 
@@ -59,7 +59,7 @@ class KeysteadMiddleware:
         retry_after: int = DEFAULT_RETRY_AFTER,
     ) -> None:
         self.app = app
-        self.scopes = check_scopes(scopes)
+        self.scopes = required_scopes(scopes)
         self.paths = None if paths is None else check_scopes(paths)
         self.guard = Guard(store, realm=realm, retry_after=retry_after)
 

@@ -28,7 +28,7 @@ except ImportError:  # tested in test_web_http; the original error stays as __co
         "keystead.fastapi needs FastAPI: install it with `pip install keystead[fastapi]`"
     )
 
-from ._http import DEFAULT_RETRY_AFTER, Decision, Guard, Store, check_scopes
+from ._http import DEFAULT_RETRY_AFTER, Decision, Guard, Store, required_scopes
 from .asgi import authorization
 from ._keystead import KeyInfo
 
@@ -84,7 +84,7 @@ def require(
     ``Depends(...)`` or ``Security(...)`` (as a parameter, or in ``dependencies=[...]``).
     ``Security(require(store=store), scopes=[...])`` requires those scopes too."""
     return KeysteadBearer(
-        check_scopes(scopes),
+        required_scopes(scopes),
         store,
         realm=realm,
         retry_after=retry_after,

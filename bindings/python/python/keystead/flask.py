@@ -28,7 +28,7 @@ except ImportError:  # tested in test_web_http; the original error stays as __co
         "keystead.flask needs Flask: install it with `pip install keystead[flask]`"
     )
 
-from ._http import DEFAULT_RETRY_AFTER, Decision, Guard, LazyStore, Store, check_scopes
+from ._http import DEFAULT_RETRY_AFTER, Decision, Guard, LazyStore, Store, required_scopes
 from ._keystead import KeyStore
 
 __all__ = ["Keystead", "require"]
@@ -87,7 +87,7 @@ def _respond(decision: Decision) -> Response:
 
 def require(*scopes: str) -> Callable[[F], F]:
     """Decorates a view: it runs only for a valid key granting every scope of ``scopes``."""
-    required = check_scopes(scopes)
+    required = required_scopes(scopes)
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
