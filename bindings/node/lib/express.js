@@ -18,25 +18,30 @@ function refuse(res, refusal) {
   res.json(refusal.body)
 }
 
+/** Checks the request against `scopes` and lets it through, refuses it, or passes an error on. */
+function check(req, res, next, config, scopes) {
+  let result
+  try {
+    result = authenticate(req, authorizationOf(req), config, scopes)
+  } catch (err) {
+    // An operational failure other than an unreachable store (KEYSTEAD_STORE_ERROR,
+    // KEYSTEAD_CLOSED, ...): the application's error handler decides. Its message never
+    // holds the key.
+    return next(err)
+  }
+  if (result.ok) {
+    req.keystead = result.key
+    return next()
+  }
+  emit(config.logger, result.log)
+  refuse(res, result)
+}
+
 function middleware(options, where) {
   const config = compileOptions(options, where)
-  const { scopes, logger } = config
+  const { scopes } = config
   function keysteadMiddleware(req, res, next) {
-    let result
-    try {
-      result = authenticate(req, authorizationOf(req), config, scopes)
-    } catch (err) {
-      // An operational failure other than an unreachable store (KEYSTEAD_STORE_ERROR,
-      // KEYSTEAD_CLOSED, ...): the application's error handler decides. Its message never
-      // holds the key.
-      return next(err)
-    }
-    if (result.ok) {
-      req.keystead = result.key
-      return next()
-    }
-    emit(logger, result.log)
-    refuse(res, result)
+    check(req, res, next, config, scopes)
   }
   // Per-route scopes on top of this middleware's, with the same store and options.
   keysteadMiddleware.require = (...required) =>
@@ -75,19 +80,7 @@ express.require = function requireScopes(...required) {
         ),
       )
     }
-    const { config } = state
-    let result
-    try {
-      result = authenticate(req, authorizationOf(req), config, scopes)
-    } catch (err) {
-      return next(err)
-    }
-    if (result.ok) {
-      req.keystead = result.key
-      return next()
-    }
-    emit(config.logger, result.log)
-    refuse(res, result)
+    check(req, res, next, state.config, scopes)
   }
 }
 

@@ -62,4 +62,16 @@ function runLifecycle(c, location = tempStorePath()) {
   return seen
 }
 
-module.exports = { runLifecycle }
+/** Every outcome code, sorted: the lifecycle vectors together must reach each one. */
+const ALL_CODES = [
+  'disabled',
+  'expired',
+  'insufficient_scope',
+  'malformed',
+  'missing',
+  'not_found',
+  'revoked',
+  'valid',
+]
+
+module.exports = { runLifecycle, ALL_CODES }
