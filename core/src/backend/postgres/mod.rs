@@ -395,11 +395,20 @@ fn spawn_listener(
                     std::thread::sleep(backoff);
                     continue;
                 }
+                // Which store this is (the channel is shared by every keystead store in the
+                // database, one per schema), and anything committed while this thread was not
+                // listening. Without the table yet (the store is being created), try again.
+                let Ok(row) = client.query_one(
+                    "SELECT 'keystead_state'::regclass::oid::bigint, generation FROM keystead_state",
+                    &[],
+                ) else {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                };
                 backoff = Duration::from_millis(100);
-                // Anything committed while this thread was not listening.
-                if let Ok(row) = client.query_one("SELECT generation FROM keystead_state", &[]) {
-                    signal.fetch_max(n(row.get(0)), Ordering::Relaxed);
-                }
+                let store: i64 = row.get(0);
+                signal.fetch_max(n(row.get(1)), Ordering::Relaxed);
                 // LISTEN again (a no-op) so that the connection's last statement, which
                 // operators see in pg_stat_activity, names what it is for.
                 if client.batch_execute("LISTEN keystead").is_err() {
@@ -412,7 +421,7 @@ fn spawn_listener(
                         .next();
                     match next {
                         Ok(Some(note)) => {
-                            if let Ok(generation) = note.payload().parse::<u64>() {
+                            if let Some(generation) = generation_for(store, note.payload()) {
                                 signal.fetch_max(generation, Ordering::Relaxed);
                             }
                         }
@@ -424,6 +433,19 @@ fn spawn_listener(
             }
         })?;
     Ok(())
+}
+
+/// The generation a `NOTIFY keystead` payload (`<store>:<generation>`, where `<store>` is the
+/// oid of the store's `keystead_state` table) announces for the store `store`; `None` for
+/// another store's notification (any other schema in the same database) or a payload in any
+/// other form (an older writer's bare generation, which cannot be told apart from another
+/// store's: the poll every refresh interval still sees that change).
+fn generation_for(store: i64, payload: &str) -> Option<u64> {
+    let (of, generation) = payload.split_once(':')?;
+    if of.parse::<i64>().ok()? != store {
+        return None;
+    }
+    generation.parse().ok()
 }
 
 /// The installed schema version, or `None` without keystead's tables.
@@ -704,7 +726,11 @@ impl Backend for PostgresBackend {
                             )
                         })
                         .and_then(|_| {
-                            client.execute("SELECT pg_notify('keystead', $1)", &[&next.to_string()])
+                            client.execute(
+                                "SELECT pg_notify('keystead', \
+                                 'keystead_state'::regclass::oid::bigint || ':' || $1::text)",
+                                &[&next.to_string()],
+                            )
                         })
                         .map(|_| next)
                 } else {
@@ -1178,5 +1204,25 @@ mod tests {
         map.insert("x".to_owned(), String::new());
         assert_eq!(json_object(&map), r#"{"team":"a\"b\\c\u000ad","x":""}"#);
         assert_eq!(like_prefix("a_b%"), "a\\_b\\%%");
+    }
+
+    #[test]
+    fn a_notification_counts_only_for_its_own_store() {
+        assert_eq!(generation_for(16_384, "16384:7"), Some(7));
+        assert_eq!(generation_for(16_384, "16385:7"), None);
+        // An older writer's bare generation could be any store's.
+        assert_eq!(generation_for(16_384, "7"), None);
+        for junk in [
+            "",
+            ":",
+            "16384:",
+            ":7",
+            "16384:x",
+            "x:7",
+            "16384:7:8",
+            "16384:-1",
+        ] {
+            assert_eq!(generation_for(16_384, junk), None, "{junk:?}");
+        }
     }
 }
