@@ -113,9 +113,12 @@ pub struct Server {
     pub addr: String,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    /// The threads that copy the child's stdout and stderr into the two buffers above; each
+    /// ends at EOF, i.e. once the child has exited and everything it wrote has been read.
+    collectors: Vec<thread::JoinHandle<()>>,
 }
 
-fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
@@ -123,7 +126,7 @@ fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
             into.lock().unwrap().push_str(&line);
             line.clear();
         }
-    });
+    })
 }
 
 impl Server {
@@ -144,14 +147,15 @@ impl Server {
             .spawn()
             .unwrap();
         let stderr = Arc::new(Mutex::new(String::new()));
-        collect(child.stderr.take().unwrap(), Arc::clone(&stderr));
+        let stderr_collector = collect(child.stderr.take().unwrap(), Arc::clone(&stderr));
         let mut reader = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();
         reader.read_line(&mut first).unwrap();
         let Some(addr) = first.trim_end().strip_prefix("listening on ") else {
             let _ = child.kill();
             let _ = child.wait();
-            thread::sleep(Duration::from_millis(200));
+            // Everything the server wrote to stderr before it died, for the message.
+            let _ = stderr_collector.join();
             panic!(
                 "the server did not start: {first:?}; stderr: {}",
                 stderr.lock().unwrap()
@@ -159,12 +163,13 @@ impl Server {
         };
         let addr = addr.to_owned();
         let stdout = Arc::new(Mutex::new(first.clone()));
-        collect(reader, Arc::clone(&stdout));
+        let stdout_collector = collect(reader, Arc::clone(&stdout));
         Server {
             child: Some(child),
             addr,
             stdout,
             stderr,
+            collectors: vec![stdout_collector, stderr_collector],
         }
     }
 
@@ -215,8 +220,12 @@ impl Server {
             }
             thread::sleep(Duration::from_millis(20));
         };
-        // The reader threads see EOF once the process is gone.
-        thread::sleep(Duration::from_millis(100));
+        // The reader threads see EOF once the process is gone: wait for them to have read
+        // everything it wrote (a fixed sleep here lost the last lines, e.g. "usage written",
+        // whenever a busy machine ran a reader thread later than that).
+        for collector in self.collectors.drain(..) {
+            collector.join().unwrap();
+        }
         let stdout = self.stdout.lock().unwrap().clone();
         let stderr = self.stderr.lock().unwrap().clone();
         (code, stdout, stderr)
