@@ -13,7 +13,7 @@ mod serve_support;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serve_support::*;
@@ -36,6 +36,10 @@ struct Proc(Child);
 impl Drop for Proc {
     /// SIGTERM first (nginx's master then stops its workers), SIGKILL after the hang guard.
     fn drop(&mut self) {
+        // Already gone (and reaped): its pid may belong to another process by now.
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
             .status();
@@ -51,6 +55,8 @@ impl Drop for Proc {
     }
 }
 
+/// A loopback port that was free a moment ago. Another process may take it before the
+/// gateway binds it: [`start_gateway`] then tries another.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -85,59 +91,113 @@ fn fill(template: &str, tmp: &Path, keystead: &str, upstream: &str, listen: &str
         .replace("@LISTEN@", listen)
 }
 
-/// Waits until `addr` accepts connections.
-fn wait_listening(addr: &str, what: &str, proc: &mut Proc) {
+/// Whether process `pid` holds a socket listening on `port` (from /proc: the listening
+/// sockets' inodes in /proc/net/tcp and tcp6 — nginx binds 127.0.0.1:PORT, Caddy [::]:PORT —
+/// and the process's sockets in /proc/PID/fd). Connecting would not tell: another process may
+/// be listening on that port.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let port = format!(":{port:04X}");
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 9 && fields[1].ends_with(&port) && fields[3] == "0A" {
+                inodes.push(format!("socket:[{}]", fields[9]));
+            }
+        }
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+}
+
+/// Waits until the gateway listens on `addr` (itself, not another process that took the
+/// port); `Err` with the exit status if it ended first.
+fn wait_listening(addr: &str, what: &str, proc: &mut Proc) -> Result<(), ExitStatus> {
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
     let started = Instant::now();
-    while std::net::TcpStream::connect(addr).is_err() {
+    while !listens_on(proc.0.id(), port) {
         if let Some(status) = proc.0.try_wait().unwrap() {
-            panic!("{what} exited: {status}");
+            return Err(status);
         }
         assert!(started.elapsed() < GUARD, "{what} never listened on {addr}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    Ok(())
+}
+
+/// Starts a gateway (`spawn` writes its config for the given `127.0.0.1:PORT` and starts it)
+/// on a free port. The port is only known to be free when [`free_port`] returns: if another
+/// process (another test's server, a client's ephemeral port) took it before the gateway
+/// bound it, the gateway exits with "address already in use" (its log, `log`), and this tries
+/// another port instead of failing the test, or sending the test's requests to whatever
+/// holds that port.
+fn start_gateway(what: &str, log: &Path, mut spawn: impl FnMut(&str) -> Proc) -> (Proc, String) {
+    for _ in 0..10 {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let mut proc = spawn(&listen);
+        match wait_listening(&listen, what, &mut proc) {
+            Ok(()) => return (proc, listen),
+            Err(status) => {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                assert!(
+                    text.to_ascii_lowercase().contains("address already in use"),
+                    "{what} exited: {status}\n{text}"
+                );
+            }
+        }
+    }
+    panic!("{what}: ten free ports were all taken before it could bind them");
 }
 
 fn start_nginx(tmp: &Path, keystead: &str, upstream: &str) -> (Proc, String) {
-    let listen = format!("127.0.0.1:{}", free_port());
     let conf = tmp.join("nginx.conf");
-    std::fs::write(&conf, fill(NGINX_CONF, tmp, keystead, upstream, &listen)).unwrap();
-    let mut proc = Proc(
-        Command::new("nginx")
-            .arg("-p")
-            .arg(tmp)
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx is not installed: run scripts/test-gateways.sh"),
-    );
-    wait_listening(&listen, "nginx", &mut proc);
-    (proc, listen)
+    let log = tmp.join("error.log");
+    start_gateway("nginx", &log, |listen| {
+        // nginx appends: only this attempt's lines may decide whether it is retried.
+        let _ = std::fs::remove_file(&log);
+        std::fs::write(&conf, fill(NGINX_CONF, tmp, keystead, upstream, listen)).unwrap();
+        Proc(
+            Command::new("nginx")
+                .arg("-p")
+                .arg(tmp)
+                .arg("-c")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nginx is not installed: run scripts/test-gateways.sh"),
+        )
+    })
 }
 
 fn start_caddy(tmp: &Path, keystead: &str, upstream: &str) -> (Proc, String) {
-    let listen = format!("127.0.0.1:{}", free_port());
     let conf = tmp.join("Caddyfile");
-    std::fs::write(&conf, fill(CADDYFILE, tmp, keystead, upstream, &listen)).unwrap();
-    let mut proc = Proc(
-        Command::new("caddy")
-            .args(["run", "--adapter", "caddyfile", "--config"])
-            .arg(&conf)
-            .env("HOME", tmp)
-            .env("XDG_CONFIG_HOME", tmp.join("config"))
-            .env("XDG_DATA_HOME", tmp.join("data"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(tmp.join("caddy.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("caddy is not installed: run scripts/test-gateways.sh"),
-    );
-    wait_listening(&listen, "caddy", &mut proc);
-    (proc, listen)
+    let log = tmp.join("caddy.log");
+    start_gateway("caddy", &log, |listen| {
+        std::fs::write(&conf, fill(CADDYFILE, tmp, keystead, upstream, listen)).unwrap();
+        Proc(
+            Command::new("caddy")
+                .args(["run", "--adapter", "caddyfile", "--config"])
+                .arg(&conf)
+                .env("HOME", tmp)
+                .env("XDG_CONFIG_HOME", tmp.join("config"))
+                .env("XDG_DATA_HOME", tmp.join("data"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+                .spawn()
+                .expect("caddy is not installed: run scripts/test-gateways.sh"),
+        )
+    })
 }
 
 /// The seed's requests, end to end through a gateway at `front`.
