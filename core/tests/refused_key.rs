@@ -28,10 +28,22 @@ fn only_a_valid_verification_carries_the_key() {
     s.disable(disabled.info().id()).unwrap();
     let revoked = s.create(scoped("revoked")).unwrap();
     s.revoke(revoked.info().id()).unwrap();
-    let expiring = s
-        .create(scoped("expired").expires_at(SystemTime::now() + Duration::from_millis(100)))
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // An expiry 100 ms ahead. Should the machine stall past it before the create checks it,
+    // the create is refused (an expiry in the past) and retried further ahead; then wait until
+    // the expiry has passed, by the clock rather than by a fixed sleep.
+    let mut ahead = Duration::from_millis(100);
+    let expiring = loop {
+        let at = SystemTime::now() + ahead;
+        match s.create(scoped("expired").expires_at(at)) {
+            Ok(created) => break created,
+            Err(keystead::Error::InvalidArgument(_)) if SystemTime::now() >= at => ahead *= 2,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let expires_at = expiring.info().expires_at().unwrap();
+    while SystemTime::now() <= expires_at {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     for (created, outcome) in [
         (&disabled, Outcome::Disabled),
         (&revoked, Outcome::Revoked),
