@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -90,7 +90,7 @@ fn a_handle_in_another_process_stops_serving_a_replaced_file_within_the_refresh_
     copy.close().unwrap();
     std::fs::write(dir.path().join("key.txt"), created.key()).unwrap();
 
-    let child = Command::new(std::env::current_exe().unwrap())
+    let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "replaced_file_child_role",
@@ -102,18 +102,51 @@ fn a_handle_in_another_process_stops_serving_a_replaced_file_within_the_refresh_
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // The child's lines as they come, so the parent can stop it once it has seen enough.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let child_stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(child_stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     wait_for(&dir.path().join("ready"), "the child's first valid verify");
     // Let the child's view of the old file be well established, then replace the file.
     std::thread::sleep(REFRESH * 2);
     std::fs::rename(&replacement, &path).unwrap();
     let renamed = now_ms();
-    std::thread::sleep(REFRESH * 5);
-    std::fs::write(dir.path().join("stop"), b"").unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(output.status.success(), "child failed:\n{stdout}");
-
     let deadline = renamed + REFRESH.as_millis() as i64;
+    // Stop the child once it has made five verifies that started past the deadline (the ones
+    // the property is about), however long a busy machine takes to run them: a fixed sleep
+    // here left a child that was not scheduled in time with fewer than five.
+    let mut stdout = String::new();
+    let mut late_seen = 0;
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while late_seen < 5 {
+        let line = lines
+            .recv_timeout(give_up.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|e| panic!("waiting for the child's verifies: {e}\n{stdout}"));
+        let mut fields = line.split(' ');
+        if fields.next() == Some("verify")
+            && fields.next().and_then(|t| t.parse::<i64>().ok()) > Some(deadline)
+        {
+            late_seen += 1;
+        }
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    std::fs::write(dir.path().join("stop"), b"").unwrap();
+    for line in lines {
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    reader.join().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "child failed:\n{stdout}");
+
     let mut before = 0;
     let mut late = 0;
     let mut write = None;
