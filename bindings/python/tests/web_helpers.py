@@ -85,11 +85,19 @@ UNAVAILABLE = Case("store unavailable", "/chat", "valid", 503, None, "unavailabl
 RETRY_AFTER = "5"
 
 
+#: Sockets bound (never listening) for the life of the test process: their ports refuse
+#: connections, and no other socket can take them meanwhile.
+_reserved: list[socket.socket] = []
+
+
 def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A loopback port nothing listens on: bound and kept, but not listening, so a connection
+    is refused. (Released at once instead, another process or this test's own server, which
+    binds port 0 right after, could take it before the store connects.)"""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _reserved.append(sock)
+    port: int = sock.getsockname()[1]
     return port
 
 
