@@ -80,7 +80,9 @@ pub struct Stats {
     /// Usage writes that failed (not counted in `flushes`); their counts are kept for the
     /// next flush.
     pub flush_failures: u64,
-    /// Successful verifications counted in memory and not yet written to the backend.
+    /// Successful verifications counted in memory and not yet written to the backend,
+    /// including those of a flush under way (they leave this count when the write succeeds,
+    /// and stay in it when it fails).
     pub usage_pending: u64,
     /// How long ago the verify path last read the change feed successfully; `None` before its
     /// first successful read since the handle was opened.

@@ -871,7 +871,7 @@ impl KeyStore {
             .as_ref()
             .is_some_and(|f| !f.is_ours());
         if inherited {
-            drop(self.inner.usage.take());
+            self.inner.usage.discard(self.inner.usage.take());
             self.inner.restart_flusher_after_fork();
         }
     }

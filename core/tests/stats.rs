@@ -296,6 +296,9 @@ struct Failing {
     usage: AtomicBool,
     feed: AtomicBool,
     lookups: AtomicBool,
+    /// `add_usage` waits while this is set, and raises `stalled` when it starts waiting.
+    stall: AtomicBool,
+    stalled: AtomicBool,
 }
 
 fn gone(what: &str) -> Error {
@@ -340,6 +343,12 @@ impl Backend for Failing {
         self.inner.write(body)
     }
     fn add_usage(&self, batch: &[UsageAdd]) -> Result<()> {
+        if self.stall.load(Ordering::SeqCst) {
+            self.stalled.store(true, Ordering::SeqCst);
+            while self.stall.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         if self.usage.load(Ordering::SeqCst) {
             return Err(gone("add_usage"));
         }
@@ -368,6 +377,48 @@ fn a_failed_flush_is_counted_and_its_counts_stay_pending() {
         (stats.flushes, stats.flush_failures, stats.usage_pending),
         (1, 1, 0)
     );
+}
+
+/// A flush under way still owes its counts: `usage_pending` does not dip to 0 while the
+/// backend takes its time (on PostgreSQL, up to a connect timeout when the server is down),
+/// which would hide a growing backlog from an alert on it (docs/metrics.md).
+#[test]
+fn a_flush_under_way_keeps_its_counts_pending() {
+    let backend = Arc::new(Failing::default());
+    let store = KeyStore::open_with(Arc::clone(&backend), quiet()).unwrap();
+    let good = store.create(NewKey::new("good")).unwrap();
+    store.verify(good.key(), &[]).unwrap();
+    store.verify(good.key(), &[]).unwrap();
+    backend.stall.store(true, Ordering::SeqCst);
+    /// Lets the stalled flush go also when an assertion below fails (else the scope would
+    /// wait for it forever).
+    struct Release<'a>(&'a AtomicBool);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::SeqCst);
+        }
+    }
+    std::thread::scope(|scope| {
+        let flushing = scope.spawn(|| store.flush());
+        let _release = Release(&backend.stall);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !backend.stalled.load(Ordering::SeqCst) {
+            assert!(
+                Instant::now() < deadline,
+                "the flush never reached add_usage"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The batch is with the backend now, neither written nor put back.
+        store.verify(good.key(), &[]).unwrap();
+        assert_eq!(store.stats().usage_pending, 3);
+        backend.stall.store(false, Ordering::SeqCst);
+        flushing.join().unwrap().unwrap();
+    });
+    let stats = store.stats();
+    assert_eq!((stats.usage_pending, stats.flushes), (1, 1));
+    store.flush().unwrap();
+    assert_eq!(store.stats().usage_pending, 0);
 }
 
 #[test]

@@ -127,8 +127,9 @@ impl Inner {
             .collect();
         let result = self.backend.add_usage(&batch);
         self.counters.flushed(result.is_ok());
-        if result.is_err() {
-            self.usage.restore(pending);
+        match result {
+            Ok(()) => self.usage.written(&pending),
+            Err(_) => self.usage.restore(pending),
         }
         result
     }
