@@ -437,10 +437,8 @@ fn the_background_flusher_is_counted_too() {
             std::thread::sleep(Duration::from_millis(5));
         }
     };
-    // The failed flush's count is pending again. Not read once right after the first failure:
-    // the flusher keeps retrying every 20 ms, and a snapshot taken while an attempt holds the
-    // counts (taken, not yet written or put back) shows usage_pending 0 — so wait for a
-    // snapshot between attempts; one that lost the count never shows 1.
+    // The failed flush's count is still pending (also while the next attempt holds it:
+    // a_flush_under_way_keeps_its_counts_pending); one that lost the count never shows 1.
     waited(&|s| s.flush_failures >= 1 && s.usage_pending == 1);
     backend.usage.store(false, Ordering::SeqCst);
     waited(&|s| s.flushes == 1);
